@@ -1,0 +1,76 @@
+"""The one mutable per-request record: what the stages decided and observed.
+
+Stages write facts here (route, caller, operation, timings, anomalies as events); the
+observers (telemetry, metrics, inventory, access log) read it once, at the end.  Nothing in
+it may hold a token, a credential or a third-party payload value: events carry names,
+kinds, pointers and numbers only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .settings import Upstream
+
+
+@dataclass(slots=True)
+class Attempt:
+    number: int
+    start_ns: int
+    end_ns: int = 0
+    status: int | None = None
+    error: str | None = None  # reason of the error the attempt raised
+    url: str = ""  # without query values
+
+
+@dataclass(slots=True)
+class Event:
+    name: str
+    time_ns: int
+    attrs: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Exchange:
+    method: str
+    target_kind: str = ""  # proxy | host | prefix
+    start_ns: int = field(default_factory=time.time_ns)
+    start_mono: float = field(default_factory=time.monotonic)
+    end_ns: int = 0
+    traceparent: str | None = None
+    caller: str | None = None
+    upstream: Upstream | None = None
+    operation: str | None = None  # contract template ("GET /charges/{id}") when matched
+    path: str = ""  # raw path relative to the upstream, for inventory templating
+    status: int | None = None
+    reason: str | None = None
+    contract: str = "unchecked"  # valid | violated | unmatched | unchecked
+    request_bytes: int = 0
+    response_bytes: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    anomalous: bool = False
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    def event(self, name: str, /, *, anomaly: bool = True, **attrs: Any) -> None:
+        self.events.append(Event(name, time.time_ns(), attrs))
+        if anomaly:
+            self.anomalous = True
+
+    def finish(self, status: int, reason: str | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.end_ns = time.time_ns()
+        if reason is not None:
+            self.anomalous = True
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, (self.end_ns or time.time_ns()) - self.start_ns) / 1e9
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream.name if self.upstream else ""

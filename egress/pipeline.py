@@ -1,0 +1,124 @@
+"""The pipeline: the ONLY place that knows the order of the stages (DESIGN "request path").
+
+route -> caller -> sanitize -> send -> check -> observe -> respond.  Each stage is a plain
+function or a small object over frozen config; they record facts on the Exchange and raise
+EgressError subclasses, which become problem+json answers here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+
+from aiohttp import web
+
+from . import bodies, callers, checks, resilience
+from .errors import EgressError, OperationNotAllowed, UpstreamTimeout
+from .exchange import Attempt, Exchange
+from .problem import problem_response
+from .respond import build_response
+from .tracecontext import new_span_id, new_trace_id, parse_traceparent
+
+CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("egress_exchange", default=None)
+
+
+async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
+    runtime = state.runtime  # this request keeps the config generation it started with
+    runtime.in_flight += 1
+    ex = Exchange(request.method)
+    parent = parse_traceparent(request.headers.get("traceparent"))
+    ex.traceparent = parent[1] if parent else None
+    ex.trace_id, ex.span_id = (parent[0] if parent else new_trace_id()), new_span_id()
+    token = CURRENT.set(ex)
+    try:
+        response = await _proxy(request, runtime, state, ex)
+    except EgressError as err:
+        ex.finish(err.status, err.reason)
+        response = problem_response(err, ex)
+    except Exception as exc:  # a bug of ours: answer clearly, log the type only (no payloads)
+        logging.getLogger("egress").error("unhandled error in pipeline", exc_info=exc)
+        err = EgressError("egress failed to handle this request; see its logs")
+        ex.finish(err.status, err.reason)
+        response = problem_response(err, ex)
+    finally:
+        runtime.in_flight -= 1
+        CURRENT.reset(token)
+    state.observe(ex)
+    return response
+
+
+async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.StreamResponse:
+    # route
+    route = rt.router.resolve(request.method, request.message.path, request.headers.get("Host"))
+    up = ex.upstream = route.upstream
+    ex.target_kind, ex.path = route.via, route.path or "/"
+    # caller
+    ex.caller = callers.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers)
+    callers.authorize(up, ex.caller)
+    contract = rt.contract_for(up)
+    op = contract.match(request.method, ex.path) if contract is not None else None
+    ex.operation = op.template if op is not None else None
+    if contract is not None and op is None and up.mode != "off":
+        if up.unmatched == "block":
+            raise OperationNotAllowed(f"{request.method} on this path is not in the contract of {up.name}")
+        if up.unmatched == "report":
+            ex.event("egress.contract_unmatched", anomaly=False, method=request.method)
+    # sanitize
+    body = await bodies.read_request_body(request.content, request.content_length,
+                                          up.limits.max_request_bytes)
+    ex.request_bytes = len(body)
+    headers = rt.sanitizer.headers(request.headers, up, ex)
+    query = rt.sanitizer.query(route.query, ex)
+    body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex)
+    target = (up.base_path + route.path or "/") + (f"?{query}" if query else "")
+    # send
+    breaker = state.breakers.get(up.name, up.breaker, ex.operation)
+    resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
+                       idempotency_key="Idempotency-Key" in request.headers)
+    # check
+    checks.check_redirect(resp, rt.router, ex)
+    checked = checks.decode_body(resp, up, ex)
+    if contract is not None:
+        try:
+            verdict = checks.check_contract(op, resp, checked.body, up, ex,
+                                            drift=state.wants_drift(up.name, ex.operation))
+        except EgressError:
+            if up.breaker.count_violations:
+                breaker.record_violation()
+            raise
+        if verdict == "violated" and up.breaker.count_violations:
+            breaker.record_violation()
+    # respond (observe runs in handle(), after the answer is built, for errors too)
+    ex.finish(resp.status)
+    return build_response(resp, checked, ex, request.headers.get("Accept-Encoding"))
+
+
+async def _send(client, method, target, headers, body, ex: Exchange, state, breaker, *, idempotency_key):
+    up = client.upstream
+    loop = asyncio.get_running_loop()
+    deadline = ex.start_mono + up.timeout.total
+
+    async def attempt(n: int):
+        rec = Attempt(n, time.time_ns(), url=up.origin + target.split("?", 1)[0])
+        ex.attempts.append(rec)
+        try:
+            resp = await client.send(method, target, headers, body, timeout=deadline - loop.time())
+        except EgressError as err:
+            rec.error, rec.end_ns = err.reason, time.time_ns()
+            if err.reason == "address_blocked":
+                ex.event("egress.address_blocked", host=up.host)
+            raise
+        rec.status, rec.end_ns = resp.status, time.time_ns()
+        return resp
+
+    try:
+        async with asyncio.timeout(max(0.0, deadline - loop.time())):
+            return await resilience.call_with_resilience(
+                attempt, method=method, idempotency_key=idempotency_key, retry=up.retry,
+                breaker=breaker, budget=state.budget(up.name, up.retry.budget), deadline=deadline,
+                clock=loop.time, on_event=lambda e: state.resilience_event(ex, e))
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{up.name} did not answer within timeout.total") from exc
+

@@ -1,0 +1,36 @@
+"""Errors to callers: RFC 9457 application/problem+json, with the reason in X-Egress-Error.
+
+Every field is written by egress; none comes from a header, a token or a third-party body.
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+from aiohttp import web
+
+from .errors import CircuitOpen, EgressError
+from .exchange import Exchange
+
+CONTENT_TYPE = "application/problem+json"
+
+
+def problem_response(err: EgressError, ex: Exchange) -> web.Response:
+    body = {
+        "type": f"urn:egress:problem:{err.reason}",
+        "title": err.title,
+        "status": err.status,
+        "detail": err.detail,
+        "reason": err.reason,
+        "upstream": ex.upstream_name or None,
+    }
+    if ex.trace_id:
+        body["trace_id"] = ex.trace_id
+    body.update(err.extra)
+    headers = {"X-Egress-Error": err.reason, "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    if isinstance(err, CircuitOpen):
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if ex.upstream is not None:
+        headers["X-Egress-Contract"] = ex.contract
+    return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)

@@ -1,0 +1,125 @@
+"""Routing: which upstream does a request target name? Deny by default.
+
+Three ways in (DESIGN): absolute-form (`HTTP_PROXY` clients), `Host:` naming an upstream's
+host, and a path prefix naming an upstream (`/payments/...`).  When `Host` names an
+upstream, Host wins over a path prefix: a client that reaches egress under the partner's
+host name sends the partner's real path, which may start with any word; a client that
+addresses egress itself sends egress's own host, where only the prefix can apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from yarl import URL
+
+from .errors import DestinationNotAllowed, TunnelNotAllowed
+from .settings import Settings, Upstream
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    upstream: Upstream
+    path: str  # raw (percent-encoded) path relative to the upstream url, "/..." or ""
+    query: str  # raw query string, without "?"
+    via: str  # "proxy" | "host" | "prefix"
+
+    @property
+    def upstream_target(self) -> str:
+        """Path and query to send, relative to the upstream's origin."""
+        target = self.upstream.base_path + self.path
+        if not target:
+            target = "/"
+        return f"{target}?{self.query}" if self.query else target
+
+
+class Router:
+    """Built once per config; `resolve` is called per request and raises on refusal."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._by_name = {up.name: up for up in settings.upstreams}
+        by_host: dict[str, list[Upstream]] = {}
+        for up in settings.upstreams:
+            by_host.setdefault(up.host.lower(), []).append(up)
+        # longest base path first, so /v1/admin beats /v1 on a shared host
+        self._by_host = {h: sorted(ups, key=lambda u: -len(u.base_path)) for h, ups in by_host.items()}
+
+    def resolve(self, method: str, target: str, host_header: str | None) -> Route:
+        if method == "CONNECT":
+            raise TunnelNotAllowed("CONNECT tunnels cannot be validated; send plain HTTP through the proxy")
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+            host, port = _split_host(host_header or "")
+            if self._names_upstream(host, port):
+                return self._by_authority(host, port, None, path, query, via="host")
+            return self._by_prefix(path, query)
+        if "://" in target:
+            scheme = target.split("://", 1)[0].lower()
+            if scheme not in _DEFAULT_PORTS:
+                raise DestinationNotAllowed("only http and https targets are allowed")
+            try:
+                url = URL(target, encoded=True)
+            except ValueError as exc:
+                raise DestinationNotAllowed("malformed absolute target") from exc
+            if url.user is not None or url.password is not None:
+                raise DestinationNotAllowed("credentials in the target URL are not allowed")
+            host = (url.raw_host or "").lower()
+            if host not in self._by_host:
+                raise DestinationNotAllowed("host is not a configured upstream")
+            return self._by_authority(host, url.explicit_port, scheme, url.raw_path or "/", url.raw_query_string,
+                                      via="proxy")
+        raise DestinationNotAllowed("unsupported request target form")
+
+    def upstream_for_url(self, url: URL) -> Upstream | None:
+        """The upstream an absolute URL falls under (for redirect Location checks), or None."""
+        if url.scheme not in _DEFAULT_PORTS:
+            return None
+        for up in self._by_host.get((url.raw_host or "").lower(), ()):
+            port = url.port or _DEFAULT_PORTS[url.scheme]
+            if port == up.port and url.scheme == up.url.scheme and _under(url.raw_path, up.base_path):
+                return up
+        return None
+
+    def _names_upstream(self, host: str, port: int | None) -> bool:
+        """Does a Host header (host, optional port) name an upstream rather than egress itself?"""
+        return any(port is None or port in (up.port, 80) for up in self._by_host.get(host, ()))
+
+    def _by_authority(self, host: str, port: int | None, scheme: str | None, path: str, query: str,
+                      via: str) -> Route:
+        for up in self._by_host[host]:
+            if port is not None and port != up.port and port != _DEFAULT_PORTS.get(scheme or "", -1):
+                continue
+            if _under(path, up.base_path):
+                return _route(up, path[len(up.base_path):], query, via)
+        raise DestinationNotAllowed("port or path is outside every upstream configured for this host")
+
+    def _by_prefix(self, path: str, query: str) -> Route:
+        name, _, rest = path[1:].partition("/")
+        up = self._by_name.get(name)
+        if up is None:
+            raise DestinationNotAllowed("no upstream is configured under this path prefix")
+        return _route(up, "/" + rest if (rest or path.endswith("/")) else "", query, via="prefix")
+
+
+def _route(up: Upstream, rel_path: str, query: str, via: str) -> Route:
+    for segment in rel_path.split("/"):
+        if unquote(segment) in (".", ".."):
+            raise DestinationNotAllowed("dot segments are not allowed in the path")
+    return Route(up, rel_path, query, via)
+
+
+def _under(path: str, base: str) -> bool:
+    return not base or path == base or path.startswith(base + "/")
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = value.partition(":")
+    return host, (int(port) if port.isdigit() else None)

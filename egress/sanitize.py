@@ -1,0 +1,171 @@
+"""Sanitize: strip what must not leave (hop-by-hop, internal headers, query tokens, internal
+JWTs anywhere) and inject the upstream's credential.
+
+Pure functions over headers, query strings and bodies, compiled once per config
+(`Sanitizer`).  Each strip is recorded on the exchange as `egress.token_stripped` with where
+and which kind, never the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import re
+from urllib.parse import unquote_plus
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .errors import InternalTokenInBody
+from .exchange import Exchange
+from .settings import Sanitize, Settings, Upstream
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "transfer-encoding", "upgrade",
+})
+# set by egress itself or meaningless upstream
+_ALWAYS_DROP = frozenset({"host", "content-length", "expect", "accept-encoding"})
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+_JWT = re.compile(r"[A-Za-z0-9_-]{8,}\.([A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]*")
+_JWT_BYTES = re.compile(rb"[A-Za-z0-9_-]{8,}\.([A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]*")
+REDACTED = "[redacted-by-egress]"
+
+
+def _b64json(segment: bytes | str) -> object:
+    if isinstance(segment, str):
+        segment = segment.encode("ascii")
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+
+
+class Sanitizer:
+    def __init__(self, settings: Settings) -> None:
+        cfg: Sanitize = settings.sanitize
+        self._caller_header = settings.callers.header.lower()
+        patterns = [p.lower() for p in cfg.strip_headers]
+        self._strip_exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
+        wild = [fnmatch.translate(p) for p in patterns if p not in self._strip_exact]
+        self._strip_wild = re.compile("|".join(wild)) if wild else None
+        self._strip_query = frozenset(q.lower() for q in cfg.strip_query)
+        self._issuers = frozenset(cfg.internal_jwt_issuers)
+        self.on_body_token = cfg.on_internal_token_in_body
+
+    # ------------------------------------------------------------------ tokens
+    def _is_internal(self, payload_segment: bytes | str) -> bool:
+        claims = _b64json(payload_segment)
+        return isinstance(claims, dict) and claims.get("iss") in self._issuers
+
+    def has_internal_jwt(self, text: str) -> bool:
+        if not self._issuers or "." not in text:
+            return False
+        return any(self._is_internal(m.group(1)) for m in _JWT.finditer(text))
+
+    # ------------------------------------------------------------------ headers
+    def headers(self, incoming: CIMultiDictProxy[str] | CIMultiDict[str], upstream: Upstream,
+                ex: Exchange) -> CIMultiDict[str]:
+        connection_named = set()
+        for value in incoming.getall("Connection", ()):
+            connection_named.update(t.strip().lower() for t in value.split(","))
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in incoming.items():
+            low = name.lower()
+            if low in HOP_BY_HOP or low in _ALWAYS_DROP or low in connection_named:
+                continue
+            if low == self._caller_header:
+                continue
+            if low in _TRACE_HEADERS and not upstream.propagate_trace:
+                continue
+            if low in self._strip_exact or (self._strip_wild and self._strip_wild.match(low)):
+                ex.event("egress.token_stripped", anomaly=False, where="header", name=low[:64],
+                         kind="configured")
+                continue
+            if self.has_internal_jwt(value):
+                ex.event("egress.token_stripped", where="header", name=low[:64], kind="internal_jwt")
+                continue
+            out.add(name, value)
+        cred = upstream.credential
+        if cred is not None:
+            out[cred.header] = cred.value
+            ex.event("egress.credential_injected", anomaly=False, header=cred.header.lower())
+        return out
+
+    # ------------------------------------------------------------------ query
+    def query(self, raw_query: str, ex: Exchange) -> str:
+        if not raw_query:
+            return raw_query
+        kept = []
+        for pair in raw_query.split("&"):
+            name, _, value = pair.partition("=")
+            low = unquote_plus(name).lower()
+            if low in self._strip_query:
+                ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
+                         kind="configured")
+                continue
+            if self.has_internal_jwt(unquote_plus(value)) or self.has_internal_jwt(unquote_plus(name)):
+                ex.event("egress.token_stripped", where="query", name=low[:64], kind="internal_jwt")
+                continue
+            kept.append(pair)
+        return "&".join(kept)
+
+    # ------------------------------------------------------------------ body
+    def body(self, body: bytes, content_type: str | None, ex: Exchange) -> bytes:
+        """Find internal JWTs anywhere in a request body; block, redact or report them."""
+        if not body or not self._issuers:
+            return body
+        is_json = _is_json(content_type)
+        found = any(self._is_internal(m.group(1)) for m in _JWT_BYTES.finditer(body))
+        parsed = None
+        if is_json and (found or b"\\u" in body or b"\\/" in body):
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if parsed is not None:
+                found = found or self._json_has_token(parsed)
+        if not found:
+            return body
+        mode = self.on_body_token
+        ex.event("egress.token_stripped" if mode == "redact" else "egress.internal_token_in_body",
+                 where="body", kind="internal_jwt", action=mode)
+        if mode == "block":
+            raise InternalTokenInBody("the request body carries an internal token; nothing was sent")
+        if mode == "report":
+            return body
+        if parsed is not None:
+            return orjson.dumps(self._json_redact(parsed))
+        return _JWT_BYTES.sub(lambda m: REDACTED.encode() if self._is_internal(m.group(1)) else m.group(0), body)
+
+    def _json_has_token(self, node: object, depth: int = 0) -> bool:
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if self.has_internal_jwt(item):
+                    return True
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return False
+
+    def _json_redact(self, node: object) -> object:
+        if isinstance(node, str):
+            if self.has_internal_jwt(node):
+                return _JWT.sub(lambda m: REDACTED if self._is_internal(m.group(1)) else m.group(0), node)
+            return node
+        if isinstance(node, dict):
+            return {self._json_redact(k): self._json_redact(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._json_redact(v) for v in node]
+        return node
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

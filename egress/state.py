@@ -1,0 +1,100 @@
+"""Proxy state that outlives a config generation: the current Runtime, breakers, retry
+budgets, observers and the draining flag.  Reload swaps the Runtime atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+from .exchange import Exchange
+from .logs import log
+from .resilience import BreakerRegistry, RetryBudget
+from .runtime import Runtime, build_runtime
+from .settings import load_settings
+
+Observer = Callable[[Exchange], None]
+DRIFT_SAMPLES_PER_OPERATION = 50
+
+
+class ProxyState:
+    def __init__(self, runtime: Runtime, *, breakers: BreakerRegistry | None = None,
+                 observers: list[Observer] | None = None, resolver=None) -> None:
+        self.runtime = runtime
+        self.breakers = breakers or BreakerRegistry(on_change=self._breaker_changed)
+        self.observers: list[Observer] = list(observers or ())
+        self.draining = False
+        self.resolver = resolver
+        self._budgets: dict[str, RetryBudget] = {}
+        self._drift_counts: dict[tuple[str, str | None], int] = {}
+        self._reload_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Background parts (shared breaker store); nothing here sits on the request path."""
+
+    async def stop(self) -> None:
+        """Stop what start() started."""
+
+    def admin_routes(self) -> list[tuple]:
+        """Extra admin endpoints contributed by observers: (method, path, handler)."""
+        return []
+
+    # ------------------------------------------------------------ per request
+    def budget(self, upstream: str, ratio: float) -> RetryBudget:
+        budget = self._budgets.get(upstream)
+        if budget is None:
+            budget = self._budgets[upstream] = RetryBudget(ratio)
+        return budget
+
+    def wants_drift(self, upstream: str, operation: str | None) -> bool:
+        if operation is None:
+            return False
+        key = (upstream, operation)
+        seen = self._drift_counts.get(key, 0)
+        if seen >= DRIFT_SAMPLES_PER_OPERATION or len(self._drift_counts) > 10000:
+            return False
+        self._drift_counts[key] = seen + 1
+        return True
+
+    def resilience_event(self, ex: Exchange, event) -> None:
+        attrs = {k: v for k, v in vars(event).items() if k != "kind" and v is not None}
+        name = {"retry": "egress.retry", "breaker_rejected": "egress.breaker_rejected"}.get(
+            event.kind, f"egress.{event.kind}")
+        ex.event(name, **attrs)
+
+    def _breaker_changed(self, key: str, old: str, new: str) -> None:
+        from .pipeline import CURRENT
+        ex = CURRENT.get()
+        if ex is not None:
+            ex.event("egress.breaker_state_change", breaker=key, old=old, new=new)
+        log(logging.WARNING, "breaker state change", breaker=key, old=old, new=new)
+
+    def observe(self, ex: Exchange) -> None:
+        for observer in self.observers:
+            try:
+                observer(ex)
+            except Exception:  # an observer must never break the answer
+                logging.getLogger("egress").exception("observer failed")
+
+    # ------------------------------------------------------------ reload
+    async def reload(self, path: str | Path) -> list[str]:
+        """Compile the new config and contracts completely, then swap; [] on success, else
+        every problem (the old generation keeps serving)."""
+        async with self._reload_lock:
+            try:
+                settings = load_settings(path, os.environ)
+                runtime = build_runtime(settings, resolver=self.resolver)
+            except ConfigError as exc:
+                log(logging.ERROR, "reload refused", problems=len(exc.problems))
+                return exc.problems
+            await runtime.start()
+            old, self.runtime = self.runtime, runtime
+            grace = max((up.timeout.total for up in old.settings.upstreams), default=10.0)
+            asyncio.get_running_loop().create_task(old.close(grace=grace))
+            log(logging.INFO, "reloaded", generation=runtime.generation,
+                upstreams=len(settings.upstreams))
+            return []

@@ -1,0 +1,27 @@
+"""W3C trace context: continue a caller's `traceparent` or start a new trace (pure, cheap)."""
+
+from __future__ import annotations
+
+import random
+import re
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_rand = random.SystemRandom()
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str, bool] | None:
+    """(trace_id, parent_span_id, sampled) from a valid version-00 header, else None."""
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip().lower())
+    if m is None or m.group(1) == "0" * 32 or m.group(2) == "0" * 16:
+        return None
+    return m.group(1), m.group(2), bool(int(m.group(3), 16) & 1)
+
+
+def new_trace_id() -> str:
+    return f"{_rand.getrandbits(128) or 1:032x}"
+
+
+def new_span_id() -> str:
+    return f"{_rand.getrandbits(64) or 1:016x}"

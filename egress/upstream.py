@@ -1,0 +1,189 @@
+"""Upstream calls: the only module touching aiohttp's ClientSession.
+
+One pooled session per upstream: TLS verified (private CA / mTLS per upstream), no cookie
+jar, no environment proxies, no automatic decompression (bodies are decoded under a cap in
+bodies.py), no redirects followed by aiohttp.  Every connection attempt passes the address
+guard (`socket_factory`, which sees the exact address, IP literals and redirect hops
+included).  aiohttp's exceptions are translated into the project's error tree here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import http_exceptions
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from .errors import (AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout,
+                     UpstreamUnavailable)
+from .settings import Upstream
+
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class BlockedAddressError(OSError):
+    """Raised inside the socket factory; carried out by aiohttp as `os_error`."""
+
+
+def address_allowed(ip_text: str) -> bool:
+    """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped)."""
+    try:
+        ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip in _NAT64:
+            ip = ipaddress.ip_address(int(ip) & 0xFFFFFFFF)
+    if ip in _METADATA or ip.is_multicast:
+        return False
+    return ip.is_global
+
+
+def guarded_socket_factory(allow_private: bool):
+    def factory(addr_info) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if not allow_private and not address_allowed(sockaddr[0]):
+            raise BlockedAddressError(f"address {sockaddr[0]} is not a public address")
+        return socket.socket(family, type_, proto)
+    return factory
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes  # wire bytes (still content-encoded), at most max_response_bytes
+    url: URL
+
+    async def release(self) -> None:  # the body is already read; kept for resilience's protocol
+        return None
+
+
+def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
+    if up.url.scheme != "https":
+        return False
+    ctx = ssl.create_default_context(cafile=up.tls.ca_file)
+    if up.tls.client_cert:
+        ctx.load_cert_chain(up.tls.client_cert, up.tls.client_key)
+    return ctx
+
+
+class UpstreamClient:
+    """The session for one upstream, and one attempt (with allowed redirect hops) at a time."""
+
+    def __init__(self, upstream: Upstream, *, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+        self.upstream = upstream
+        self._resolver = resolver
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        up = self.upstream
+        connector = aiohttp.TCPConnector(
+            ssl=_ssl_context(up), limit=0, limit_per_host=256, resolver=self._resolver,
+            socket_factory=guarded_socket_factory(up.allow_private_addresses),
+            ttl_dns_cache=10, enable_cleanup_closed=False,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(), max_line_size=8190, max_field_size=8190,
+            max_headers=128, skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, method: str, target: str, headers: CIMultiDict[str], body: bytes,
+                   *, timeout: float) -> UpstreamResponse:
+        """One attempt: send, follow only allowed redirect hops, read the body under the cap."""
+        up = self.upstream
+        url = URL(up.origin + target, encoded=True)
+        hops = 0
+        while True:
+            resp = await self._attempt(method, url, headers, body, timeout)
+            if resp.status not in REDIRECT_STATUSES or not up.redirects.follow:
+                return resp
+            location = resp.headers.get("Location")
+            if location is None:
+                return resp
+            next_url = _join(url, location)
+            hops += 1
+            if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):
+                raise RedirectBlocked("redirect to a host outside redirects.allow_hosts (or too many hops)")
+            if next_url.host != up.host or next_url.scheme != up.url.scheme:
+                headers = _without_credential(headers, up)
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method, body = "GET", b""
+            url = next_url
+
+    async def _attempt(self, method: str, url: URL, headers: CIMultiDict[str], body: bytes,
+                       timeout: float) -> UpstreamResponse:
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        up = self.upstream
+        client_timeout = aiohttp.ClientTimeout(total=max(timeout, 0.001), sock_connect=up.timeout.connect)
+        try:
+            async with self._session.request(method, url, headers=headers, data=body or None,
+                                             allow_redirects=False, timeout=client_timeout) as resp:
+                declared = resp.content_length
+                cap = up.limits.max_response_bytes
+                if declared is not None and declared > cap:
+                    raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
+                chunks, total = [], 0
+                async for chunk in resp.content.iter_any():
+                    total += len(chunk)
+                    if total > cap:
+                        resp.close()
+                        raise ResponseTooLarge(f"upstream response is over the limit of {cap} bytes")
+                    chunks.append(chunk)
+                return UpstreamResponse(resp.status, resp.headers, b"".join(chunks), url)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"no complete answer from {up.name} within the timeout") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UpstreamUnavailable(f"TLS certificate of {up.name} failed verification",
+                                      connect_failed=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddressError):
+                raise AddressBlocked(f"{up.name} resolved to a non-public address") from exc
+            raise UpstreamUnavailable(f"cannot connect to {up.name}", connect_failed=True) from exc
+        except aiohttp.ClientResponseError as exc:
+            if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "too long" in str(exc).lower() \
+                    or "too many headers" in str(exc).lower():
+                raise ResponseTooLarge(f"response headers from {up.name} are over the limit") from exc
+            raise UpstreamUnavailable(f"malformed response from {up.name}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"connection to {up.name} failed mid-exchange") from exc
+
+
+def _join(base: URL, location: str) -> URL:
+    try:
+        return base.join(URL(location.strip(), encoded=True))
+    except (ValueError, TypeError) as exc:
+        raise RedirectBlocked("redirect Location is malformed") from exc
+
+
+def _hop_allowed(up: Upstream, url: URL) -> bool:
+    if url.scheme not in ("http", "https") or not url.host:
+        return False
+    host = url.host.lower()
+    return host == up.host.lower() or host in up.redirects.allow_hosts
+
+
+def _without_credential(headers: CIMultiDict[str], up: Upstream) -> CIMultiDict[str]:
+    if up.credential is None:
+        return headers
+    out = headers.copy()
+    out.popall(up.credential.header, None)
+    return out

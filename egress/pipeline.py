@@ -51,7 +51,7 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
 
 async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.StreamResponse:
     # route
-    route = rt.router.resolve(request.method, request.message.path, request.headers.get("Host"))
+    route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller

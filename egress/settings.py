@@ -298,6 +298,10 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
     """Validate a parsed config document; raise ConfigError naming every problem."""
     if not isinstance(doc, dict):
         raise ConfigError([f"(top level) must be a mapping, got {type(doc).__name__}"])
+    for raw in doc.get("upstreams") or ():
+        # YAML 1.1 reads a bare `off` as false; `mode: off` is what DESIGN tells users to write
+        if isinstance(raw, dict) and raw.get("mode") is False:
+            raw["mode"] = "off"
     problems = _schema_problems(doc)
     if problems:
         raise ConfigError(problems)
@@ -318,7 +322,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
             problems.append(
                 f"upstreams[{i}].url {str(up.url)!r} is already served by upstreams[{seen_targets[target]}]")
         seen_targets.setdefault(target, i)
-    contracts_dir = base_dir / doc.get("contracts_dir", "contracts")
+    contracts_dir = (base_dir / doc.get("contracts_dir", "contracts")).resolve()
     for i, up in enumerate(upstreams):
         if up.contract and not (contracts_dir / up.contract).is_file():
             problems.append(f"upstreams[{i}].contract: file not found: {contracts_dir / up.contract}")

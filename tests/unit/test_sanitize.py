@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import orjson
+import pytest
+from multidict import CIMultiDict
+
+from egress.errors import InternalTokenInBody
+from egress.exchange import Exchange
+from egress.sanitize import REDACTED, Sanitizer
+from egress.settings import settings_from_dict
+from tests.fakes import INTERNAL_ISSUER, make_jwt
+
+INTERNAL = make_jwt(INTERNAL_ISSUER)
+PARTNER = make_jwt("https://partner.example")
+
+
+def make(mode="block", **up):
+    settings = settings_from_dict({
+        "sanitize": {"internal_jwt_issuers": [INTERNAL_ISSUER], "on_internal_token_in_body": mode},
+        "upstreams": [{"name": "pay", "url": "https://api.pay.example/v1",
+                       "credential": {"header": "Authorization", "value": "Bearer partner-cred"}, **up}],
+    }, base_dir=Path("."), environ={})
+    return Sanitizer(settings), settings.upstreams[0]
+
+
+HEADER_CASES = [
+    ("hop-by-hop", [("Connection", "close"), ("Keep-Alive", "5"), ("TE", "trailers"), ("Upgrade", "h2c")], []),
+    ("named-in-connection", [("Connection", "X-Secret-Thing"), ("X-Secret-Thing", "1")], []),
+    ("configured-exact-any-case", [("COOKIE", "a=b"), ("x-forwarded-for", "10.0.0.1")], []),
+    ("configured-wildcard", [("X-Internal-User", "42"), ("x-INTERNAL-tenant", "t")], []),
+    ("caller-header-never-forwarded", [("X-Egress-Caller", "checkout")], []),
+    ("trace-headers-not-propagated", [("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01"),
+                                      ("baggage", "user=1")], []),
+    ("internal-jwt-in-any-header", [("X-Custom", f"Bearer {INTERNAL}")], []),
+    ("repeated-header-one-bad", [("X-Custom", "fine"), ("X-Custom", INTERNAL)], [("X-Custom", "fine")]),
+    ("partner-jwt-kept", [("X-Partner-Token", PARTNER)], [("X-Partner-Token", PARTNER)]),
+    ("plain-kept", [("Accept", "application/json"), ("Idempotency-Key", "k1")],
+     [("Accept", "application/json"), ("Idempotency-Key", "k1")]),
+]
+
+
+@pytest.mark.parametrize("case", HEADER_CASES, ids=[c[0] for c in HEADER_CASES])
+def test_headers(case):
+    _, incoming, kept = case
+    san, up = make()
+    ex = Exchange("GET")
+    out = san.headers(CIMultiDict(incoming), up, ex)
+    assert [(k, v) for k, v in out.items() if k != "Authorization"] == kept
+    assert out.getall("Authorization") == ["Bearer partner-cred"]  # injected, replacing any caller value
+    names = [e.name for e in ex.events]
+    assert "egress.credential_injected" in names
+    for e in ex.events:  # events carry names and kinds, never values
+        assert INTERNAL not in repr(e.attrs) and "partner-cred" not in repr(e.attrs)
+
+
+def test_caller_authorization_replaced_by_credential():
+    san, up = make()
+    out = san.headers(CIMultiDict([("Authorization", "Bearer internal-session")]), up, Exchange("GET"))
+    assert out.getall("Authorization") == ["Bearer partner-cred"]
+
+
+def test_trace_headers_kept_when_upstream_opts_in():
+    san, up = make(propagate_trace=True)
+    tp = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    out = san.headers(CIMultiDict([("traceparent", tp)]), up, Exchange("GET"))
+    assert out["traceparent"] == tp
+
+
+QUERY_CASES = [
+    ("configured", "access_token=abc&a=1", "a=1"),
+    ("configured-any-case", "API_KEY=abc&a=1", "a=1"),
+    ("internal-jwt-value", f"a=1&t={INTERNAL}", "a=1"),
+    ("internal-jwt-percent-encoded", "t=" + "".join(f"%{b:02X}" for b in INTERNAL.encode()) + "&a=1", "a=1"),
+    ("partner-jwt-kept", f"t={PARTNER}", f"t={PARTNER}"),
+    ("raw-encoding-preserved", "q=%41%20b&x=", "q=%41%20b&x="),
+    ("empty", "", ""),
+]
+
+
+@pytest.mark.parametrize("case", QUERY_CASES, ids=[c[0] for c in QUERY_CASES])
+def test_query(case):
+    _, raw, expected = case
+    san, _ = make()
+    assert san.query(raw, Exchange("GET")) == expected
+
+
+BODY = {"order": {"items": [{"note": f"token {INTERNAL} here"}], "id": 7}}
+
+
+def test_body_block_raises_before_sending():
+    san, _ = make("block")
+    with pytest.raises(InternalTokenInBody):
+        san.body(orjson.dumps(BODY), "application/json", Exchange("POST"))
+
+
+def test_body_redact_json_deep():
+    san, _ = make("redact")
+    out = san.body(orjson.dumps(BODY), "application/json; charset=utf-8", Exchange("POST"))
+    assert INTERNAL.encode() not in out
+    assert orjson.loads(out)["order"]["items"][0]["note"] == f"token {REDACTED} here"
+
+
+def test_body_redact_json_unicode_escaped_token():
+    san, _ = make("redact")
+    escaped = INTERNAL.replace("e", "\\u0065", 1)  # invisible to a byte scan, visible after parsing
+    raw = ('{"a": ["' + escaped + '"]}').encode()
+    ex = Exchange("POST")
+    out = san.body(raw, "application/json", ex)
+    assert orjson.loads(out) == {"a": [REDACTED]}
+
+
+def test_body_redact_form_bytes():
+    san, _ = make("redact")
+    out = san.body(f"a=1&t={INTERNAL}".encode(), "application/x-www-form-urlencoded", Exchange("POST"))
+    assert out == f"a=1&t={REDACTED}".encode()
+
+
+def test_body_report_passes_and_records():
+    san, _ = make("report")
+    ex = Exchange("POST")
+    raw = orjson.dumps(BODY)
+    assert san.body(raw, "application/json", ex) == raw
+    assert ex.anomalous and ex.events[-1].attrs["action"] == "report"
+
+
+def test_body_partner_token_untouched():
+    san, _ = make("block")
+    raw = orjson.dumps({"t": PARTNER})
+    assert san.body(raw, "application/json", Exchange("POST")) == raw

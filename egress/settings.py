@@ -10,6 +10,7 @@ repr never shows the value.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -104,7 +105,8 @@ class Upstream:
     limits: Limits = Limits()
     redirects: Redirects = Redirects()
     tls: Tls = Tls()
-    allow_private_addresses: bool = False
+    # True: any address; False: public only; networks: public plus these (on-prem partners)
+    allow_private_addresses: bool | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = False
     propagate_trace: bool = False
 
     @property
@@ -283,13 +285,22 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str]) -> U
     if credential is not None and not credential.value:
         problems.append(f"{where}.credential.value is empty (is its environment variable empty?)")
     limits = Limits(**raw.get("limits", {}))
+    allow_private = raw.get("allow_private_addresses", False)
+    if isinstance(allow_private, list):
+        networks = []
+        for j, text in enumerate(allow_private):
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                problems.append(f"{where}.allow_private_addresses[{j}] must be an IP network, got {text!r}")
+        allow_private = tuple(networks)
     return Upstream(
         name=raw["name"], url=url, callers=callers, contract=raw.get("contract"),
         mode=raw.get("mode", "enforce"), unmatched=raw.get("unmatched", "report"),
         credential=credential, timeout=timeout, retry=retry,
         breaker=BreakerSettings(**breaker_raw), limits=limits,
         redirects=Redirects(**redirects_raw), tls=tls,
-        allow_private_addresses=raw.get("allow_private_addresses", False),
+        allow_private_addresses=allow_private,
         propagate_trace=raw.get("propagate_trace", False),
     )
 

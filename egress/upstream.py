@@ -51,13 +51,24 @@ def address_allowed(ip_text: str) -> bool:
     return ip.is_global
 
 
-def guarded_socket_factory(allow_private: bool):
+def guarded_socket_factory(allow_private: bool | tuple = False):
+    """A socket factory refusing non-public addresses (unless allowed: True, or networks)."""
+    networks = allow_private if isinstance(allow_private, tuple) else ()
+
     def factory(addr_info) -> socket.socket:
         family, type_, proto, _, sockaddr = addr_info
-        if not allow_private and not address_allowed(sockaddr[0]):
+        if allow_private is not True and not address_allowed(sockaddr[0]) \
+                and not any(_in(sockaddr[0], net) for net in networks):
             raise BlockedAddressError(f"address {sockaddr[0]} is not a public address")
         return socket.socket(family, type_, proto)
     return factory
+
+
+def _in(ip_text: str, network) -> bool:
+    try:
+        return ipaddress.ip_address(ip_text.split("%", 1)[0]) in network
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +134,7 @@ class UpstreamClient:
             hops += 1
             if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):
                 raise RedirectBlocked("redirect to a host outside redirects.allow_hosts (or too many hops)")
-            if next_url.host != up.host or next_url.scheme != up.url.scheme:
+            if next_url.origin() != up.url.origin():  # the credential is for the upstream's origin only
                 headers = _without_credential(headers, up)
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                 method, body = "GET", b""

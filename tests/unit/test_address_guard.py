@@ -33,3 +33,32 @@ CASES = [
 def test_address_allowed(case):
     _, ip, allowed = case
     assert address_allowed(ip) is allowed
+
+
+def _info(ip, family=None):
+    import socket
+    family = family or (socket.AF_INET6 if ":" in ip else socket.AF_INET)
+    return (family, socket.SOCK_STREAM, 6, "", (ip, 443))
+
+
+@pytest.mark.parametrize("allow,ip,blocked", [
+    (False, "169.254.169.254", True),
+    (False, "::ffff:10.0.0.1", True),
+    (False, "93.184.216.34", False),
+    (True, "10.0.0.1", False),
+    ("net", "10.1.2.3", False),
+    ("net", "10.9.0.1", True),
+    ("net", "127.0.0.1", True),
+], ids=["metadata", "mapped-private", "public", "allow-all", "in-allowed-net", "outside-allowed-net",
+        "loopback-not-in-net"])
+def test_socket_factory_refuses_before_connecting(allow, ip, blocked):
+    import ipaddress
+
+    from egress.upstream import BlockedAddressError, guarded_socket_factory
+    allow = (ipaddress.ip_network("10.1.0.0/16"),) if allow == "net" else allow
+    factory = guarded_socket_factory(allow)
+    if blocked:
+        with pytest.raises(BlockedAddressError):
+            factory(_info(ip))
+    else:
+        factory(_info(ip)).close()  # a socket object only; nothing is connected

@@ -1,0 +1,43 @@
+"""The access log: one JSON line per exchange (via egress.logs), egress-written fields only.
+
+Fields (an allowlist; nothing from headers, queries or bodies): caller, upstream,
+operation (contract template or bounded templated path), method, status, duration_ms,
+contract, reason, attempts, request_bytes, response_bytes, anomalies (event names), via,
+trace_id, span_id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .exchange import Exchange
+from .logs import LOGGER, log
+
+MESSAGE = "access"
+
+
+def access_fields(ex: Exchange, operation: str) -> dict:
+    anomalies = sorted({e.name for e in ex.events if e.name != "egress.credential_injected"})
+    return {
+        "caller": ex.caller,
+        "upstream": ex.upstream_name or None,
+        "operation": operation or None,
+        "method": ex.method if len(ex.method) <= 16 else ex.method[:16],
+        "status": ex.status,
+        "duration_ms": round(ex.duration_s * 1000, 3),
+        "contract": ex.contract,
+        "reason": ex.reason,
+        "attempts": len(ex.attempts),
+        "request_bytes": ex.request_bytes,
+        "response_bytes": ex.response_bytes,
+        "events": anomalies,
+        "via": ex.target_kind or None,
+        "trace_id": ex.trace_id,
+        "span_id": ex.span_id,
+    }
+
+
+def write(ex: Exchange, operation: str) -> None:
+    """INFO line; skipped cheaply when the egress logger is above INFO."""
+    if LOGGER.isEnabledFor(logging.INFO):
+        log(logging.INFO, MESSAGE, **access_fields(ex, operation))

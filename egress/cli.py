@@ -83,6 +83,65 @@ def _supervise(args) -> int:
     return max(codes)
 
 
+def cmd_contracts_lint(args) -> int:
+    from .contracts.lint import lint_dir
+    directory = Path(args.dir) if args.dir else _contracts_dir(args.config)
+    if directory is None:
+        return 2
+    problems = lint_dir(directory)
+    for problem in problems:
+        print(problem)
+    print(f"{directory}: {'ok' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _contracts_dir(config: str) -> Path | None:
+    settings = _load(config)
+    return settings.contracts_dir if settings is not None else None
+
+
+def cmd_contracts_check(args) -> int:
+    from .contracts import load_contract
+    from .contracts.check import check_file
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    up = settings.upstream(args.upstream)
+    if up is None or not up.contract:
+        print(f"egress: no upstream {args.upstream!r} with a contract in {args.config}", file=sys.stderr)
+        return 2
+    try:
+        contract = load_contract(settings.contracts_dir / up.contract, contracts_dir=settings.contracts_dir,
+                                 base_path=up.base_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"egress: {problem}", file=sys.stderr)
+        return 2
+    code, lines = check_file(contract, args.method, args.path, args.status, Path(args.file),
+                             content_type=args.content_type)
+    for line in lines:
+        print(line)
+    return code
+
+
+def cmd_contracts_learn(args) -> int:
+    import yaml
+
+    from .contracts.learn import learn
+    draft = learn(Path(args.samples), upstream=args.upstream)
+    if not draft["operations"]:
+        print(f"egress: no samples for {args.upstream!r} under {args.samples}", file=sys.stderr)
+        return 1
+    text = "# draft contract learned from recorded samples: review before use\n" + yaml.safe_dump(
+        draft, sort_keys=False)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out} ({len(draft['operations'])} operations)", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="egress", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-config", help="validate config and contracts; exit 0 or list every error")
     _config_arg(p)
     p.set_defaults(func=cmd_check_config)
+    contracts = sub.add_parser("contracts", help="lint, check and learn contracts").add_subparsers(
+        dest="contracts_command", required=True)
+    p = contracts.add_parser("lint", help="meta-schema, $refs and OpenAPI checks of a contracts directory")
+    p.add_argument("dir", nargs="?", help="default: contracts_dir of the config")
+    _config_arg(p)
+    p.set_defaults(func=cmd_contracts_lint)
+    p = contracts.add_parser("check", help="would this body pass? exit 0 valid, 1 violations, 2 usage")
+    for name in ("upstream", "method", "path"):
+        p.add_argument(name)
+    p.add_argument("status", type=int)
+    p.add_argument("file")
+    p.add_argument("--content-type", default=None)
+    _config_arg(p)
+    p.set_defaults(func=cmd_contracts_check)
+    p = contracts.add_parser("learn", help="draft a compact contract from recorded response samples")
+    p.add_argument("upstream")
+    p.add_argument("--samples", required=True, help="the record.dir of the config")
+    p.add_argument("--out", help="write the draft here instead of stdout")
+    p.set_defaults(func=cmd_contracts_learn)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -82,14 +82,14 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     checked = checks.decode_body(resp, up, ex)
     if contract is not None:
         try:
-            verdict = checks.check_contract(op, resp, checked.body, up, ex,
-                                            drift=state.wants_drift(up.name, ex.operation))
-        except EgressError:
-            if up.breaker.count_violations:
+            checks.check_contract(op, resp, checked.body, up, ex,
+                                  drift=state.wants_drift(up.name, ex.operation))
+        finally:
+            if ex.contract == "violated" and up.breaker.count_violations:
                 breaker.record_violation()
-            raise
-        if verdict == "violated" and up.breaker.count_violations:
-            breaker.record_violation()
+            if rt.recorder is not None and ex.contract in ("violated", "unmatched"):
+                rt.recorder.record(up.name, ex.operation or f"{request.method} {ex.path}", resp.status,
+                                   resp.headers.get("Content-Type"), checked.body)
     # respond (observe runs in handle(), after the answer is built, for errors too)
     ex.finish(resp.status)
     return build_response(resp, checked, ex, request.headers.get("Accept-Encoding"))

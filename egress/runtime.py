@@ -28,6 +28,7 @@ class Runtime:
     sanitizer: Sanitizer
     contracts: dict[str, Any]  # upstream name -> egress.contracts.Contract (or absent)
     clients: dict[str, UpstreamClient]
+    recorder: Any = None  # contracts.record.Recorder when `record:` is configured
     generation: int = field(default_factory=lambda: next(_generations))
     in_flight: int = 0
 
@@ -69,8 +70,14 @@ def compile_contracts(settings: Settings) -> dict[str, Any]:
 
 def build_runtime(settings: Settings, *, resolver=None) -> Runtime:
     """Compile a config generation (contracts included); raise ConfigError on any problem."""
+    recorder = None
+    if settings.record is not None:
+        from .contracts.record import Recorder
+        recorder = Recorder(settings.record.dir, settings.record.max_files_per_operation,
+                            settings.record.max_bytes)
     return Runtime(
         settings=settings,
+        recorder=recorder,
         router=Router(settings),
         sanitizer=Sanitizer(settings),
         contracts=compile_contracts(settings),

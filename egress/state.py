@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -31,13 +33,38 @@ class ProxyState:
         self._budgets: dict[str, RetryBudget] = {}
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
+        self.store = None  # RedisBreakerStore when breaker_store is redis://
+        self.store_hooks: list[Callable[[str, str], None]] = []
+        self.breaker_hooks: list[Callable[[str, str, str], None]] = []
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Background parts (shared breaker store); nothing here sits on the request path."""
+        """Background parts (shared breaker store); nothing here sits on the request path.
+
+        `breaker_store` is read at start only: changing it needs a restart."""
+        url = self.runtime.settings.breaker_store
+        if url != "memory":
+            from .breaker_store import RedisBreakerStore
+            instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            self.store = RedisBreakerStore(url, self.breakers, instance_id=instance,
+                                           on_event=self._store_event)
+            await self.store.start()
 
     async def stop(self) -> None:
         """Stop what start() started."""
+        if self.store is not None:
+            await self.store.stop()
+
+    def _store_event(self, kind: str, detail: str) -> None:
+        from .pipeline import CURRENT
+        ex = CURRENT.get()
+        if ex is not None:
+            ex.event(f"egress.breaker_store_{kind.split('_')[-1]}", store=detail)
+        level = logging.WARNING if kind == "redis_down" else logging.INFO
+        log(level, "breaker store " + ("unreachable; serving on local state" if kind == "redis_down"
+                                       else "reachable again"), store=detail)
+        for hook in self.store_hooks:
+            hook(kind, detail)
 
     def admin_routes(self) -> list[tuple]:
         """Extra admin endpoints contributed by observers: (method, path, handler)."""
@@ -72,6 +99,8 @@ class ProxyState:
         if ex is not None:
             ex.event("egress.breaker_state_change", breaker=key, old=old, new=new)
         log(logging.WARNING, "breaker state change", breaker=key, old=old, new=new)
+        for hook in self.breaker_hooks:
+            hook(key, old, new)
 
     def observe(self, ex: Exchange) -> None:
         for observer in self.observers:

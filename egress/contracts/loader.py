@@ -1,0 +1,141 @@
+"""Loading a contract file into a compiled `Contract`: read, walk every schema, compile once, index paths.
+
+    load_contract(path, contracts_dir=..., base_path="") -> Contract      (raises ConfigError)
+
+Every problem is collected (file + JSON pointer) before raising, so one run shows them all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from egress.errors import ConfigError
+
+from .compiler import CompileError, compile_schema, make_registry
+from .documents import DocumentError, file_uri, read_document, resolve_pointer
+from .drafts import OperationDraft, SchemaAt
+from .compact import read_compact
+from .drift import DriftFinder
+from .media import normalize_declared
+from .openapi import dialect_of, read_openapi
+from .operation import MediaSpec, Operation, ResponseSpec
+from .paths import PathTable, TemplateError
+from .resources import ResourceStore
+
+
+class Contract:
+    """The compiled operations of one upstream's contract, indexed for `match(method, path)`."""
+
+    def __init__(self, source: Path, operations: list[Operation], compile_seconds: float,
+                 skipped: tuple[str, ...] = ()) -> None:
+        self.source = source
+        self.operations: tuple[Operation, ...] = tuple(operations)
+        self.compile_seconds = compile_seconds
+        #: OpenAPI operations that do not line up with the upstream's base path
+        self.skipped = skipped
+        self._tables: dict[str, PathTable[Operation]] = {}
+        for op in self.operations:
+            self._tables.setdefault(op.method, PathTable()).add(op.path, op)
+
+    def match(self, method: str, path: str) -> Operation | None:
+        """The operation for a request path relative to the upstream url (raw, no query)."""
+        table = self._tables.get(method.upper())
+        return table.match(path) if table is not None else None
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(self.operations)
+
+    def __repr__(self) -> str:
+        return f"<Contract {self.source.name}: {len(self.operations)} operations>"
+
+
+def load_contract(path: Path, *, contracts_dir: Path, base_path: str = "") -> Contract:
+    """Read, check and compile a contract; ConfigError listing every problem."""
+    started = time.perf_counter()
+    store = ResourceStore(contracts_dir)
+    uri = file_uri(path)
+    try:
+        doc = read_document(path)
+    except DocumentError as exc:
+        raise ConfigError([f"{store.display(uri)}: {exc}"]) from exc
+    skipped: list[str] = []
+    if isinstance(doc, dict) and "openapi" in doc:
+        dialect = dialect_of(doc)
+        if dialect is None:
+            raise ConfigError([f"{store.display(uri)}#/openapi: only OpenAPI 3.0.x and 3.1.x are supported"])
+        store.add(uri, doc, dialect)
+        drafts = read_openapi(doc, uri, store, base_path, skipped)
+        if not drafts and skipped and not store.problems:
+            store.problems.append(f"{store.display(uri)}#/paths: no operation lines up with base path {base_path!r}")
+    else:
+        drafts = read_compact(doc, uri, store)
+    for draft in drafts:
+        for schema in _schemas(draft):
+            if schema.doc_uri in store.docs:
+                store.walk(schema.doc_uri, schema.pointer)
+    problems = store.finish()
+    operations = [] if problems else _compile(drafts, store, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Contract(path, operations, time.perf_counter() - started, tuple(skipped))
+
+
+def _schemas(draft: OperationDraft) -> Iterator[SchemaAt]:
+    for response in draft.responses:
+        for media in response.content or ():
+            if media.schema is not None:
+                yield media.schema
+
+
+def _compile(drafts: list[OperationDraft], store: ResourceStore, problems: list[str]) -> list[Operation]:
+    try:
+        registry = make_registry({u: d for u, d in store.docs.items() if u not in store.aliases})
+    except CompileError as exc:
+        problems.append(f"contract documents: {exc}")
+        return []
+    declared = frozenset(store.property_names)
+    compiled: dict[SchemaAt, MediaSpec | None] = {}
+    operations, seen = [], PathTable[str]()
+    for draft in drafts:
+        try:
+            seen.add(f"/{draft.method}{draft.path}", draft.where)
+        except TemplateError as exc:
+            problems.append(f"{draft.where}: {exc}")
+            continue
+        exact, ranges, default = {}, {}, None
+        for response in draft.responses:
+            content = None
+            if response.content is not None:
+                content = {}
+                for media in response.content:
+                    spec = _media(media.media_range, media.schema, store, registry, declared, compiled, problems)
+                    content[normalize_declared([media.media_range])[0]] = spec
+            spec = ResponseSpec(response.status_key, content)
+            if response.status_key == "default":
+                default = spec
+            elif response.status_key.endswith("XX"):
+                ranges[int(response.status_key[0])] = spec
+            else:
+                exact[int(response.status_key)] = spec
+        operations.append(Operation(draft.method, draft.path, draft.mode, exact, ranges, default))
+    return operations
+
+
+def _media(media_range: str, schema: SchemaAt | None, store: ResourceStore, registry: Any,
+           declared: frozenset[str], cache: dict[SchemaAt, MediaSpec | None], problems: list[str]) -> MediaSpec:
+    if schema is None:
+        return MediaSpec(media_range, None)
+    if schema not in cache:
+        try:
+            compiled = compile_schema(store.docs, schema.doc_uri, schema.pointer, registry=registry,
+                                      declared=declared)
+            root = (schema.doc_uri, resolve_pointer(store.docs[schema.doc_uri], schema.pointer))
+            cache[schema] = MediaSpec(media_range, compiled, DriftFinder(store.docs, root))
+        except CompileError as exc:
+            problems.append(f"{store.where(schema.doc_uri, schema.pointer)}: {exc}")
+            cache[schema] = None
+    cached = cache[schema]
+    return MediaSpec(media_range, cached.schema, cached.drift) if cached else MediaSpec(media_range, None)

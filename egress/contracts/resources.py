@@ -1,0 +1,210 @@
+"""The schema documents a contract may use: local files under the contracts dir, walked and checked once.
+
+A walk starts at one schema (a document URI + pointer), visits every subschema reachable through
+the JSON Schema keywords and `$ref`, normalizes OpenAPI 3.0 nodes on the way (`oas30.py`), loads
+referenced local files (never anything else), and records a problem for every remote, escaping,
+missing or dangling reference, each named by file and pointer.  The validator is then compiled
+from these documents with retrieval disabled, so nothing is ever fetched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .documents import (
+    DocumentError,
+    escape_token,
+    file_uri,
+    inside,
+    path_of_uri,
+    read_document,
+    resolve_pointer,
+    resolve_uri,
+    split_ref,
+)
+from .oas30 import convert_30, repair_31
+
+_ONE = ("additionalProperties", "additionalItems", "contains", "propertyNames", "not", "if", "then",
+        "else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")
+_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+#: dialects: "jsonschema" (as written, `$schema` decides), "oas30", "oas31"
+#: meta-schemas built into the validator: referencing them fetches nothing
+BUILTIN = frozenset({
+    "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema",
+    "http://json-schema.org/draft-04/schema",
+    *(f"https://json-schema.org/draft/2020-12/meta/{v}" for v in (
+        "core", "applicator", "unevaluated", "validation", "meta-data", "format-annotation",
+        "format-assertion", "content")),
+})
+
+_NORMALIZE: dict[str, Callable[[Any], None]] = {"oas30": convert_30, "oas31": repair_31}
+
+
+def subschemas(node: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(relative tokens, subschema) for every subschema position of a schema node."""
+    if not isinstance(node, dict):
+        return
+    for key in _ONE:
+        if key in node:
+            yield (key,), node[key]
+    for key in _MAP:
+        value = node.get(key)
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                yield (key, str(name)), sub
+    for key in _LIST:
+        value = node.get(key)
+        if isinstance(value, list):
+            for i, sub in enumerate(value):
+                yield (key, str(i)), sub
+    items = node.get("items")
+    if isinstance(items, list):
+        for i, sub in enumerate(items):
+            yield ("items", str(i)), sub
+    elif items is not None:
+        yield ("items",), items
+    deps = node.get("dependencies")
+    if isinstance(deps, dict):
+        for name, sub in deps.items():
+            if isinstance(sub, (dict, bool)):
+                yield ("dependencies", str(name)), sub
+
+
+class ResourceStore:
+    """Documents by URI, their dialects, the `$id`s they declare, and every problem found walking them."""
+
+    def __init__(self, contracts_dir: Path, *, extra: dict[str, Any] | None = None) -> None:
+        self.root = contracts_dir.resolve()
+        #: documents that may be referenced (tests serve a suite's remotes here); added when reached
+        self._available: dict[str, Any] = dict(extra or {})
+        self.docs: dict[str, Any] = {}
+        self.dialects: dict[str, str] = {}
+        self.ids: set[str] = set(BUILTIN)
+        self.problems: list[str] = []
+        self.property_names: set[str] = set()
+        #: synthetic document URI -> (file URI, pointer prefix): inline schemas of compact contracts
+        self.aliases: dict[str, tuple[str, str]] = {}
+        self._visited: set[tuple[str, str]] = set()
+        self._deferred: list[tuple[str, str, str]] = []
+
+    # -- naming -----------------------------------------------------------------------------
+    def display(self, uri: str) -> str:
+        """A document's name in problems: relative to the contracts dir's parent when inside it."""
+        path = path_of_uri(uri)
+        if path is None:
+            return uri
+        try:
+            return str(path.resolve().relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
+
+    def where(self, uri: str, ptr: str) -> str:
+        if uri in self.aliases:
+            uri, prefix = self.aliases[uri]
+            ptr = prefix + ptr
+        return f"{self.display(uri)}#{ptr}"
+
+    # -- documents --------------------------------------------------------------------------
+    def add(self, uri: str, doc: Any, dialect: str = "jsonschema") -> None:
+        self.docs[uri] = doc
+        self.dialects[uri] = dialect
+        self.ids.add(uri)
+
+    def load_file(self, path: Path, dialect: str = "jsonschema") -> str | None:
+        """Load a local file into the store; its URI, or None (with a problem recorded)."""
+        uri = file_uri(path)
+        if uri in self.docs:
+            return uri
+        try:
+            self.add(uri, read_document(path), dialect)
+        except DocumentError as exc:
+            self.problems.append(f"{self.display(uri)}: {exc}")
+            return None
+        return uri
+
+    # -- walking ----------------------------------------------------------------------------
+    def walk(self, uri: str, ptr: str, node: Any | None = None) -> None:
+        """Visit the schema at uri#ptr and everything it reaches."""
+        if node is None:
+            node = resolve_pointer(self.docs[uri], ptr)
+        stack = [(uri, uri, ptr, node)]
+        while stack:
+            doc_uri, base, at, node = stack.pop()
+            if (doc_uri, at) in self._visited or not isinstance(node, dict):
+                continue
+            self._visited.add((doc_uri, at))
+            normalize = _NORMALIZE.get(self.dialects.get(doc_uri, "jsonschema"))
+            if normalize is not None:
+                normalize(node)
+            ident = node.get("$id")
+            if isinstance(ident, str) and not ident.startswith("#"):
+                base = resolve_uri(base, ident)
+                self.ids.add(split_ref(base)[0])
+            meta = node.get("$schema")
+            if isinstance(meta, str) and (meta_doc := split_ref(meta)[0]) in self._available \
+                    and meta_doc not in self.docs:
+                self.add(meta_doc, self._available[meta_doc])
+                stack.append((meta_doc, meta_doc, "", self.docs[meta_doc]))
+            props = node.get("properties")
+            if isinstance(props, dict):
+                self.property_names.update(k for k in props if isinstance(k, str))
+            required = node.get("required")
+            if isinstance(required, list):
+                self.property_names.update(k for k in required if isinstance(k, str))
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                target = self._follow(doc_uri, base, at + "/$ref", ref)
+                if target is not None:
+                    stack.append(target)
+            for tokens, sub in subschemas(node):
+                stack.append((doc_uri, base, at + "".join("/" + escape_token(t) for t in tokens), sub))
+
+    def _follow(self, doc_uri: str, base: str, at: str, ref: str) -> tuple[str, str, str, Any] | None:
+        target = resolve_uri(base, ref)
+        target_doc, frag = split_ref(target)
+        where = self.where(doc_uri, at)
+        if target_doc not in self.docs and target_doc in self._available:
+            self.add(target_doc, self._available[target_doc])
+        if target_doc not in self.docs and target_doc in self.ids:
+            return None  # an embedded resource ($id) or a built-in meta-schema
+        if target_doc not in self.docs:
+            scheme = urlsplit(target_doc).scheme
+            path = path_of_uri(target_doc)
+            if path is not None:
+                if not inside(path, self.root):
+                    self.problems.append(f"{where}: $ref {ref!r} escapes the contracts directory")
+                    return None
+                if not path.is_file():
+                    self.problems.append(f"{where}: $ref {ref!r}: file not found")
+                    return None
+                dialect = "oas30" if self.dialects.get(doc_uri) == "oas30" else "jsonschema"
+                if self.load_file(path, dialect) is None:
+                    return None
+            else:
+                kind = "is remote; contracts never fetch anything" if scheme in ("http", "https") \
+                    else "cannot be resolved"
+                self._deferred.append((where, ref, target_doc + f" {kind}"))
+                return None
+        if frag == "" or not frag.startswith("/"):
+            return (target_doc, target_doc, "", self.docs[target_doc]) if frag == "" else None
+        try:
+            node = resolve_pointer(self.docs[target_doc], frag)
+        except KeyError:
+            self.problems.append(f"{where}: $ref {ref!r}: pointer {frag!r} does not exist")
+            return None
+        return (target_doc, target_doc, frag, node)
+
+    def finish(self) -> list[str]:
+        """Problems, including references that matched no document nor any `$id` seen."""
+        for where, ref, detail in self._deferred:
+            target_doc, kind = detail.split(" ", 1)
+            if target_doc not in self.ids:
+                self.problems.append(f"{where}: $ref {ref!r} {kind}")
+        self._deferred.clear()
+        return self.problems

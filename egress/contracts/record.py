@@ -31,12 +31,14 @@ def safe_name(text: str) -> str:
 class Recorder:
     """Writes response bodies for later `learn`; bounded in count and size, private on disk."""
 
-    def __init__(self, directory: Path, max_files_per_operation: int = 20, max_bytes: int = 1_048_576) -> None:
+    def __init__(self, directory: Path, max_files_per_operation: int = 20, max_bytes: int = 1_048_576,
+                 max_operations: int = 500) -> None:
         if max_files_per_operation < 1 or max_bytes < 1:
             raise ValueError("max_files_per_operation and max_bytes must be >= 1")
         self.directory = Path(directory)
         self.max_files = max_files_per_operation
         self.max_bytes = max_bytes
+        self.max_operations = max_operations  # bounds the directory whatever paths callers send
         self._counts: dict[tuple[str, str], int] = {}
 
     def _mkdir(self, path: Path) -> None:
@@ -50,6 +52,8 @@ class Recorder:
         op_dir = self.directory / safe_name(upstream) / safe_name(operation)
         key = (upstream, operation)
         if key not in self._counts:
+            if len(self._counts) >= self.max_operations:
+                return False
             self._counts[key] = sum(1 for _ in op_dir.glob("*/*.meta.json")) if op_dir.exists() else 0
         if self._counts[key] >= self.max_files:
             return False

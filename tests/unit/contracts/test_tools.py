@@ -80,3 +80,11 @@ def test_check_file(tmp_path, method, path, status, body, code, first) -> None:
     assert (exit_code, lines[0]) == (code, first)
     if code == 1:
         assert "  /: missing required property 'amount' [required at /required]" in lines
+
+
+def test_recorder_bounds_distinct_operations(tmp_path):
+    from egress.contracts.record import Recorder
+    rec = Recorder(tmp_path / "s", max_files_per_operation=2, max_bytes=100, max_operations=3)
+    written = [rec.record("up", f"GET /items/{i}", 200, "application/json", b"{}") for i in range(10)]
+    assert written == [True] * 3 + [False] * 7
+    assert len(list((tmp_path / "s").rglob("*.meta.json"))) == 3

@@ -60,15 +60,22 @@ async def start(settings: Settings, *, data_port: int | None = None, admin_port:
 
     server = web.Server(handler, handler_cancellation=True, **HANDLER_ARGS)
     data_runner = web.ServerRunner(server, access_log=None, shutdown_timeout=settings.drain_timeout)
-    await data_runner.setup()
-    host, port = settings.listen
-    await web.TCPSite(data_runner, host, port if data_port is None else data_port,
-                      reuse_port=reuse_port or None, backlog=1024).start()
     admin_runner = web.AppRunner(build_admin_app(state, state.admin_routes()), access_log=None)
-    await admin_runner.setup()
-    ahost, aport = settings.admin_listen
-    await web.TCPSite(admin_runner, ahost, aport if admin_port is None else admin_port,
-                      reuse_port=reuse_port or None).start()
+    try:
+        await data_runner.setup()
+        host, port = settings.listen
+        await web.TCPSite(data_runner, host, port if data_port is None else data_port,
+                          reuse_port=reuse_port or None, backlog=1024).start()
+        await admin_runner.setup()
+        ahost, aport = settings.admin_listen
+        await web.TCPSite(admin_runner, ahost, aport if admin_port is None else admin_port,
+                          reuse_port=reuse_port or None).start()
+    except BaseException:  # a port in use: release everything started so far, then fail fast
+        await data_runner.cleanup()
+        await admin_runner.cleanup()
+        await runtime.close()
+        await state.stop()
+        raise
     return Running(state, data_runner, admin_runner)
 
 

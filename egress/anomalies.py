@@ -38,7 +38,7 @@ class BaselineSettings:
     fast_alpha: float = 0.2      # weight of one sample in the recent error share
     min_latency_s: float = 0.05
     min_bytes: int = 1024
-    min_error_share: float = 0.2
+    min_error_share: float = 0.3  # one failure after clean traffic (0.2) is not yet a burst
     max_operations: int = 2000
     stale_after: float = 3600.0
 

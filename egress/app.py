@@ -15,6 +15,7 @@ from aiohttp import web
 from . import pipeline
 from .admin import build_admin_app
 from .logs import log
+from .observe import Observability
 from .runtime import build_runtime
 from .settings import Settings
 from .state import ProxyState
@@ -45,14 +46,16 @@ class Running:
         await self.state.runtime.close(grace=timeout)
         await self.admin_runner.cleanup()
         await self.state.stop()
+        await self.state.obs.shutdown()
 
 
 async def start(settings: Settings, *, data_port: int | None = None, admin_port: int | None = None,
-                reuse_port: bool = False, resolver=None, observers=None) -> Running:
+                reuse_port: bool = False, resolver=None, observers=None, observability=None) -> Running:
     """Start both listeners; ports default to the config's (0 = any free port)."""
     runtime = build_runtime(settings, resolver=resolver)
     await runtime.start()
-    state = ProxyState(runtime, resolver=resolver, observers=observers)
+    obs = observability or Observability(settings, environ=os.environ)
+    state = ProxyState(runtime, resolver=resolver, observers=[*(observers or ()), obs.observe], obs=obs)
     await state.start()
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:

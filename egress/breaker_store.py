@@ -64,6 +64,8 @@ class RedisBreakerStore:
         self._first_attempt = asyncio.Event()
         self._outage = False
         self._had_session = False
+        self._stopping = False
+        self._session_id = 0
         self.connected = False
         self.dropped = 0          # changes dropped because the queue was full
 
@@ -76,15 +78,21 @@ class RedisBreakerStore:
         except asyncio.TimeoutError:
             pass
 
-    async def stop(self) -> None:
+    async def stop(self, wait: float = 2.0) -> None:
+        """Stop the background task.  Does not rely on redis-py honouring a single cancel
+        (a cancel that lands inside a redis-py call was seen swallowed): a flag ends the
+        loops, and the task is cancelled again until it ends or `wait` runs out."""
         self._registry.set_publisher(None)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._stopping = True
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            deadline = asyncio.get_running_loop().time() + wait
+            while not task.done() and asyncio.get_running_loop().time() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.done():
+                log.warning("breaker store task did not stop within %.1fs", wait)
         self.connected = False
 
     # ------------------------------------------------------------ request path (sync, no I/O)
@@ -99,7 +107,7 @@ class RedisBreakerStore:
 
     async def _run(self) -> None:
         delay = self._backoff
-        while True:
+        while not self._stopping:
             client = aioredis.from_url(
                 self._url, socket_timeout=self._socket_timeout,
                 socket_connect_timeout=self._socket_timeout, retry=RedisRetry(NoBackoff(), 0))
@@ -108,7 +116,8 @@ class RedisBreakerStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:   # RedisError, OSError, timeouts: all mean "Redis unusable"
-                self._down(exc)
+                if not self._stopping:
+                    self._down(exc)
             finally:
                 await self._close(client)
             self._first_attempt.set()
@@ -119,24 +128,33 @@ class RedisBreakerStore:
 
     async def _session(self, client: aioredis.Redis) -> None:
         pubsub = client.pubsub()
+        self._session_id += 1
         try:
             await pubsub.subscribe(CHANNEL)
             await self._load(client)
             await self._write_back(client)
             self._up()
-            tasks = {asyncio.create_task(self._read(pubsub)), asyncio.create_task(self._write(client)),
-                     asyncio.create_task(self._ping(client))}
+            sid = self._session_id
+            tasks = {asyncio.create_task(self._read(pubsub, sid)), asyncio.create_task(self._write(client, sid)),
+                     asyncio.create_task(self._ping(client, sid))}
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                # redis-py 8.1 can swallow a cancel that lands inside a command (measured):
+                # the loops also stop on the session id, and every wait in them is bounded.
+                self._session_id += 1
+                self._wakeup.set()
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.wait(tasks, timeout=2 * self._socket_timeout + 1.0)
             for task in done:
                 task.result()          # re-raise the error that ended the session
             raise ConnectionError("redis session ended")
         finally:
             await self._close(pubsub)
+
+    def _live(self, sid: int) -> bool:
+        return sid == self._session_id and not self._stopping
 
     async def _load(self, client: aioredis.Redis) -> None:
         """Late joiner / after reconnect: open every key another replica holds open."""
@@ -154,9 +172,9 @@ class RedisBreakerStore:
             body = self._message(key, OPEN, left, self._wall())
             await client.set(KEY_PREFIX + key, body, px=max(1, int(left * 1000)), nx=True)
 
-    async def _read(self, pubsub) -> None:
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+    async def _read(self, pubsub, sid: int) -> None:
+        while self._live(sid):
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if msg is None or msg.get("type") != "message":
                 continue
             data = self._parse(msg["data"])
@@ -167,9 +185,9 @@ class RedisBreakerStore:
                 self._registry.apply_remote(data["key"], state, float(data.get("remaining", 0.0)),
                                             float(data.get("at", 0.0)))
 
-    async def _write(self, client: aioredis.Redis) -> None:
-        while True:
-            while self._queue:
+    async def _write(self, client: aioredis.Redis, sid: int) -> None:
+        while self._live(sid):
+            while self._queue and self._live(sid):
                 change, queued_at = self._queue[0]
                 remaining = change.remaining - (self._clock() - queued_at)
                 if change.state == OPEN and remaining <= 0:
@@ -186,10 +204,13 @@ class RedisBreakerStore:
                 if self._queue and self._queue[0][0] is change:
                     self._queue.popleft()     # only once Redis took it: survives an outage
             self._wakeup.clear()
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
 
-    async def _ping(self, client: aioredis.Redis) -> None:
-        while True:
+    async def _ping(self, client: aioredis.Redis, sid: int) -> None:
+        while self._live(sid):
             await asyncio.sleep(self._ping_interval)
             await client.ping()
 

@@ -142,6 +142,17 @@ def cmd_contracts_learn(args) -> int:
     return 0
 
 
+def cmd_inventory(args) -> int:
+    from .inventory import fetch, render_table
+    try:
+        doc = fetch(args.admin)
+    except (OSError, ValueError) as exc:
+        print(f"egress: cannot read the inventory from {args.admin}: {exc}", file=sys.stderr)
+        return 1
+    print(render_table(doc), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="egress", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", required=True, help="the record.dir of the config")
     p.add_argument("--out", help="write the draft here instead of stdout")
     p.set_defaults(func=cmd_contracts_learn)
+    p = sub.add_parser("inventory", help="the consumed-API surface, as a table")
+    p.add_argument("--admin", default=os.environ.get("EGRESS_ADMIN", "http://127.0.0.1:9090"),
+                   help="admin URL (default: $EGRESS_ADMIN or http://127.0.0.1:9090)")
+    p.set_defaults(func=cmd_inventory)
     args = parser.parse_args(argv)
     return args.func(args)
 

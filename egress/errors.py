@@ -24,7 +24,7 @@
 
 `detail` is written by egress only: never a header value, token, credential or any part of
 a third-party payload.  Foreign exceptions are translated where they are raised
-(upstream.py for aiohttp, resilience.py for pybreaker/tenacity) with `raise ... from exc`.
+(upstream.py for aiohttp, breaker.py for pybreaker, retry.py for tenacity) with `raise ... from exc`.
 """
 
 from __future__ import annotations

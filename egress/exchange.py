@@ -39,7 +39,9 @@ class Exchange:
     start_ns: int = field(default_factory=time.time_ns)
     start_mono: float = field(default_factory=time.monotonic)
     end_ns: int = 0
-    traceparent: str | None = None
+    traceparent: str | None = None  # the caller's span id, when it sent a valid traceparent
+    parent_sampled: bool | None = None  # the caller's sampled flag
+    denied_host: str | None = None  # the destination a refused request named (host only)
     caller: str | None = None
     upstream: Upstream | None = None
     operation: str | None = None  # contract template ("GET /charges/{id}") when matched

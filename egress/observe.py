@@ -69,7 +69,6 @@ class Observability:
             if built is not None:
                 provider, self._owned = built[0], built
         self.spans = telemetry.SpanBuilder(provider) if provider is not None else None
-        self._spans_ended = self.metrics.spans.labels("ended")
         if self.spans is not None:
             log(logging.INFO, "tracing enabled", sampler=self.sampler.name, ratio=self.sampler.ratio,
                 exporter="injected" if self._owned is None else "otlp")
@@ -86,7 +85,7 @@ class Observability:
         if self.spans is not None and (
                 ex.anomalous or self.sampler.keep(ex.trace_id, getattr(ex, "parent_sampled", None))):
             self.spans.build(ex, op)
-            self._spans_ended.inc(1 + len(ex.attempts))
+            self.metrics.inc("spans", ("ended",), 1 + len(ex.attempts))
 
     def _baseline(self, ex: Exchange, up: str, op: str) -> None:
         last = ex.attempts[-1]
@@ -112,14 +111,14 @@ class Observability:
             kind=kind, detail=str(detail)[:256])
 
     def set_breaker_snapshot(self, fn: Callable[[], dict]) -> None:
-        self.metrics.breaker_state.snapshot = fn
+        self.metrics.breaker_snapshot = fn
         self.inventory.breakers = fn
 
     def reconfigure(self, settings) -> None:
         self.inventory.configured = _configured(settings)
 
     def _count_spans(self, stage: str, n: int) -> None:
-        self.metrics.spans.labels(stage).inc(n)
+        self.metrics.inc("spans", (stage,), n)
 
     # ------------------------------------------------------------ admin
     async def metrics_handler(self, request: web.Request) -> web.Response:

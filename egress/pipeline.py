@@ -19,8 +19,10 @@ from .errors import EgressError, OperationNotAllowed, UpstreamTimeout
 from .exchange import Attempt, Exchange
 from .problem import problem_response
 from .respond import build_response
+from .routes import denied_host
 from .tracecontext import new_span_id, new_trace_id, parse_traceparent
 
+_DEADLINE_MARGIN = 0.05
 CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("egress_exchange", default=None)
 
 
@@ -29,7 +31,7 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
     runtime.in_flight += 1
     ex = Exchange(request.method)
     parent = parse_traceparent(request.headers.get("traceparent"))
-    ex.traceparent = parent[1] if parent else None
+    ex.traceparent, ex.parent_sampled = (parent[1], parent[2]) if parent else (None, None)
     ex.trace_id, ex.span_id = (parent[0] if parent else new_trace_id()), new_span_id()
     token = CURRENT.set(ex)
     try:
@@ -51,7 +53,12 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
 
 async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.StreamResponse:
     # route
-    route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
+    try:
+        route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
+    except EgressError as err:
+        ex.denied_host = denied_host(request.raw_path, request.headers.get("Host"))
+        ex.event("egress.destination_denied", reason=err.reason, host=ex.denied_host)
+        raise
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
@@ -114,7 +121,8 @@ async def _send(client, method, target, headers, body, ex: Exchange, state, brea
         return resp
 
     try:
-        async with asyncio.timeout(max(0.0, deadline - loop.time())):
+        # a small margin: the attempt's own timeout fires first, so the breaker counts it
+        async with asyncio.timeout(max(0.0, deadline - loop.time()) + _DEADLINE_MARGIN):
             return await resilience.call_with_resilience(
                 attempt, method=method, idempotency_key=idempotency_key, retry=up.retry,
                 breaker=breaker, budget=state.budget(up.name, up.retry.budget), deadline=deadline,

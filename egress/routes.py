@@ -9,6 +9,7 @@ addresses egress itself sends egress's own host, where only the prefix can apply
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -105,10 +106,29 @@ class Router:
 
 
 def _route(up: Upstream, rel_path: str, query: str, via: str) -> Route:
-    for segment in rel_path.split("/"):
-        if unquote(segment) in (".", ".."):
-            raise DestinationNotAllowed("dot segments are not allowed in the path")
+    if _has_dot_segment(rel_path):
+        raise DestinationNotAllowed("dot segments are not allowed in the path")
     return Route(up, rel_path, query, via)
+
+
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def _has_dot_segment(raw_path: str) -> bool:
+    """A `.`/`..` segment in any spelling a server behind the provider might normalize: plain,
+    percent-encoded (`%2e%2e`), hidden behind an encoded separator (`a%2f..%2fadmin`), a
+    backslash (`a\\..\\admin`), a `;` parameter (`..;`) or double encoding (`%252e%252e`).
+    An encoded slash alone (`group%2Fproject`) is left alone: some APIs need it."""
+    for segment in raw_path.split("/"):
+        text = segment
+        for _ in range(3):  # undo up to three layers of percent-encoding
+            decoded = unquote(text)
+            if decoded == text:
+                break
+            text = decoded
+        if any(piece.split(";", 1)[0] in (".", "..") for piece in _SEPARATORS.split(text)):
+            return True
+    return False
 
 
 def _under(path: str, base: str) -> bool:
@@ -123,3 +143,16 @@ def _split_host(value: str) -> tuple[str, int | None]:
     else:
         host, _, port = value.partition(":")
     return host, (int(port) if port.isdigit() else None)
+
+
+def denied_host(target: str, host_header: str | None) -> str:
+    """The host a refused request named (absolute-form authority, else Host), for the
+    inventory of denied destinations: a host name only, lower-cased and bounded."""
+    if "://" in target:
+        authority = target.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    elif not target.startswith("/"):
+        authority = target  # CONNECT host:port
+    else:
+        authority = host_header or ""
+    host, _ = _split_host(authority)
+    return host[:253] or "(none)"

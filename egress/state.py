@@ -24,8 +24,9 @@ DRIFT_SAMPLES_PER_OPERATION = 50
 
 class ProxyState:
     def __init__(self, runtime: Runtime, *, breakers: BreakerRegistry | None = None,
-                 observers: list[Observer] | None = None, resolver=None) -> None:
+                 observers: list[Observer] | None = None, resolver=None, obs=None) -> None:
         self.runtime = runtime
+        self.obs = obs  # observe.Observability: metrics, traces, inventory, access log
         self.breakers = breakers or BreakerRegistry(on_change=self._breaker_changed)
         self.observers: list[Observer] = list(observers or ())
         self.draining = False
@@ -34,8 +35,8 @@ class ProxyState:
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
         self.store = None  # RedisBreakerStore when breaker_store is redis://
-        self.store_hooks: list[Callable[[str, str], None]] = []
-        self.breaker_hooks: list[Callable[[str, str, str], None]] = []
+        if obs is not None:
+            obs.set_breaker_snapshot(self.breakers.snapshot)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -63,12 +64,12 @@ class ProxyState:
         level = logging.WARNING if kind == "redis_down" else logging.INFO
         log(level, "breaker store " + ("unreachable; serving on local state" if kind == "redis_down"
                                        else "reachable again"), store=detail)
-        for hook in self.store_hooks:
-            hook(kind, detail)
+        if self.obs is not None:
+            self.obs.on_store_event(kind, detail)
 
     def admin_routes(self) -> list[tuple]:
-        """Extra admin endpoints contributed by observers: (method, path, handler)."""
-        return []
+        """Admin endpoints contributed by observability: (method, path, handler)."""
+        return self.obs.admin_routes() if self.obs is not None else []
 
     # ------------------------------------------------------------ per request
     def budget(self, upstream: str, ratio: float) -> RetryBudget:
@@ -99,8 +100,8 @@ class ProxyState:
         if ex is not None:
             ex.event("egress.breaker_state_change", breaker=key, old=old, new=new)
         log(logging.WARNING, "breaker state change", breaker=key, old=old, new=new)
-        for hook in self.breaker_hooks:
-            hook(key, old, new)
+        if self.obs is not None:
+            self.obs.on_breaker_change(key, old, new)
 
     def observe(self, ex: Exchange) -> None:
         for observer in self.observers:
@@ -122,6 +123,8 @@ class ProxyState:
                 return exc.problems
             await runtime.start()
             old, self.runtime = self.runtime, runtime
+            if self.obs is not None:
+                self.obs.reconfigure(settings)
             grace = max((up.timeout.total for up in old.settings.upstreams), default=10.0)
             asyncio.get_running_loop().create_task(old.close(grace=grace))
             log(logging.INFO, "reloaded", generation=runtime.generation,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from .exchange import Exchange
-from .logs import LOGGER, log
+from .logs import LOGGER, log_fast
 
 MESSAGE = "access"
 
@@ -40,4 +40,4 @@ def access_fields(ex: Exchange, operation: str) -> dict:
 def write(ex: Exchange, operation: str) -> None:
     """INFO line; skipped cheaply when the egress logger is above INFO."""
     if LOGGER.isEnabledFor(logging.INFO):
-        log(logging.INFO, MESSAGE, **access_fields(ex, operation))
+        log_fast(MESSAGE, access_fields(ex, operation))

@@ -13,6 +13,7 @@ import time
 import orjson
 
 LOGGER = logging.getLogger("egress")
+_FAST: dict = {"stream": None}  # set by setup_logging: the stream our one JSON handler writes to
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,6 +39,25 @@ def setup_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    _FAST["stream"] = handler.stream
+
+
+def _timestamp(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def log_fast(msg: str, fields: dict) -> None:
+    """An INFO line for the per-request hot path (the access log): the same JSON as
+    JsonFormatter, written in one call, without logging's record machinery — only when
+    setup_logging owns the output and nothing else listens on the egress logger; otherwise
+    through logging, so handlers added by embedders and tests still see every line."""
+    stream = _FAST["stream"]
+    if stream is None or LOGGER.handlers or not LOGGER.isEnabledFor(logging.INFO):
+        log(logging.INFO, msg, **fields)
+        return
+    doc = {"ts": _timestamp(time.time()), "level": "info", "logger": "egress", "msg": msg}
+    doc.update(fields)
+    stream.write(orjson.dumps(doc, default=str).decode() + "\n")
 
 
 def log(level: int, msg: str, **fields) -> None:

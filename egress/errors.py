@@ -8,6 +8,7 @@
     ├── OperationNotAllowed          403 operation_not_allowed
     ├── InternalTokenInBody          403 internal_token_in_body
     ├── RequestTooLarge              413 request_too_large
+    ├── RequestEncodingNotSupported  415 request_encoding_not_supported
     ├── UpstreamError                502 (the provider failed or misbehaved)
     │   ├── UpstreamUnavailable      502 upstream_unavailable   (connect_failed: nothing was sent)
     │   ├── AddressBlocked           502 address_blocked        (nothing was sent)
@@ -67,6 +68,10 @@ class InternalTokenInBody(EgressError):
 
 class RequestTooLarge(EgressError):
     status, reason, title = 413, "request_too_large", "Request body too large"
+
+
+class RequestEncodingNotSupported(EgressError):
+    status, reason, title = 415, "request_encoding_not_supported", "Request body encoding cannot be inspected"
 
 
 class UpstreamError(EgressError):

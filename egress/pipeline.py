@@ -78,7 +78,9 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     ex.request_bytes = len(body)
     headers = rt.sanitizer.headers(request.headers, up, ex)
     query = rt.sanitizer.query(route.query, ex)
-    body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex)
+    body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex,
+                             content_encoding=request.headers.get("Content-Encoding"),
+                             max_decoded=up.limits.max_decompressed_bytes)
     target = (up.base_path + route.path or "/") + (f"?{query}" if query else "")
     # send
     breaker = state.breakers.get(up.name, up.breaker, ex.operation)

@@ -16,7 +16,9 @@ from urllib.parse import unquote_plus
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .errors import InternalTokenInBody
+from . import bodies
+from .errors import (InternalTokenInBody, RequestEncodingNotSupported, RequestTooLarge, ResponseTooLarge,
+                     UnexpectedContentEncoding)
 from .exchange import Exchange
 from .settings import Sanitize, Settings, Upstream
 
@@ -111,23 +113,20 @@ class Sanitizer:
         return "&".join(kept)
 
     # ------------------------------------------------------------------ body
-    def body(self, body: bytes, content_type: str | None, ex: Exchange) -> bytes:
-        """Find internal JWTs anywhere in a request body; block, redact or report them."""
+    def body(self, body: bytes, content_type: str | None, ex: Exchange, *,
+             content_encoding: str | None = None, max_decoded: int = 52428800) -> bytes:
+        """Find internal JWTs anywhere in a request body (decoded first when the caller
+        compressed it); block, redact or report them."""
         if not body or not self._issuers:
             return body
-        is_json = _is_json(content_type)
-        found = any(self._is_internal(m.group(1)) for m in _JWT_BYTES.finditer(body))
-        parsed = None
-        if is_json and (found or b"\\u" in body or b"\\/" in body):
-            try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                parsed = None
-            if parsed is not None:
-                found = found or self._json_has_token(parsed)
+        encoded = bool(bodies.parse_encodings(content_encoding))
+        plain = _decode_request(body, content_encoding, max_decoded) if encoded else body
+        found, parsed = self._scan(plain, _is_json(content_type))
         if not found:
             return body
         mode = self.on_body_token
+        if mode == "redact" and encoded:
+            mode = "block"  # never re-compress a caller's body: refuse it instead
         ex.event("egress.token_stripped" if mode == "redact" else "egress.internal_token_in_body",
                  where="body", kind="internal_jwt", action=mode)
         if mode == "block":
@@ -137,6 +136,18 @@ class Sanitizer:
         if parsed is not None:
             return orjson.dumps(self._json_redact(parsed))
         return _JWT_BYTES.sub(lambda m: REDACTED.encode() if self._is_internal(m.group(1)) else m.group(0), body)
+
+    def _scan(self, body: bytes, is_json: bool) -> tuple[bool, object]:
+        found = any(self._is_internal(m.group(1)) for m in _JWT_BYTES.finditer(body))
+        parsed = None
+        if is_json and (found or b"\\u" in body or b"\\/" in body):
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if parsed is not None:
+                found = found or self._json_has_token(parsed)
+        return found, parsed
 
     def _json_has_token(self, node: object, depth: int = 0) -> bool:
         stack = [node]
@@ -162,6 +173,18 @@ class Sanitizer:
         if isinstance(node, list):
             return [self._json_redact(v) for v in node]
         return node
+
+
+def _decode_request(body: bytes, content_encoding: str | None, cap: int) -> bytes:
+    """A caller's compressed body, decoded for inspection only (bounded); the proxy forwards
+    the original bytes.  What cannot be inspected is not sent."""
+    try:
+        return bodies.decode(body, content_encoding, cap)
+    except UnexpectedContentEncoding as exc:
+        raise RequestEncodingNotSupported(
+            "request Content-Encoding must be gzip or deflate so egress can inspect it") from exc
+    except ResponseTooLarge as exc:
+        raise RequestTooLarge(f"decompressed request body is over the limit of {cap} bytes") from exc
 
 
 def _is_json(content_type: str | None) -> bool:

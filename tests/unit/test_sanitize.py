@@ -127,3 +127,18 @@ def test_body_partner_token_untouched():
     san, _ = make("block")
     raw = orjson.dumps({"t": PARTNER})
     assert san.body(raw, "application/json", Exchange("POST")) == raw
+
+
+def test_body_compressed_by_caller_is_inspected():
+    import gzip
+    from egress.errors import RequestEncodingNotSupported
+    raw = gzip.compress(orjson.dumps(BODY))
+    for mode in ("block", "redact"):  # a compressed body is never re-compressed: redact refuses
+        san, _ = make(mode)
+        with pytest.raises(InternalTokenInBody):
+            san.body(raw, "application/json", Exchange("POST"), content_encoding="gzip")
+    san, _ = make("block")
+    clean = gzip.compress(b'{"a": 1}')
+    assert san.body(clean, "application/json", Exchange("POST"), content_encoding="gzip") == clean
+    with pytest.raises(RequestEncodingNotSupported):
+        san.body(b"\x00\x01", "application/json", Exchange("POST"), content_encoding="br")

@@ -47,6 +47,16 @@ class ProxyHandle:
 
 
 @pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port, stopped after the test (see redis_server.py)."""
+    from tests.redis_server import RedisServer
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def provider():
     """A fresh fake provider per test; call .start() after setting .handler (or use as is)."""
     providers = []

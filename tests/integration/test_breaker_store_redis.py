@@ -24,14 +24,6 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
 TRIP = BreakerSettings(failures=3, reset_after=30.0)
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 class Replica:
     def __init__(self, url: str, name: str) -> None:
         self.name, self.events, self.changes = name, [], []

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests.fakes import FakeProvider
 from tests.process import EgressProcess
-from tests.redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
+from tests.redis_server import REDIS_SERVER, SKIP_REASON
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
 HDRS = {"X-Egress-Caller": "checkout"}
@@ -33,15 +33,8 @@ class Switchable:
 
 
 @pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def fleet(tmp_path, redis):
+async def fleet(tmp_path, redis_server):
+    redis = redis_server
     behaviour = Switchable()
     fake = await FakeProvider(behaviour).start()
     doc = {"breaker_store": redis.url, "drain_timeout": 5, "upstreams": [{
@@ -63,7 +56,7 @@ async def get(session, proc, path="/pay/x"):
         return resp.status, resp.headers.get("X-Egress-Error")
 
 
-async def test_one_replica_trips_all_reject_without_calling_provider(fleet, redis):
+async def test_one_replica_trips_all_reject_without_calling_provider(fleet, redis_server):
     procs, fake, behaviour, _ = fleet
     async with aiohttp.ClientSession() as s:
         statuses = [await get(s, procs[0]) for _ in range(3)]
@@ -87,7 +80,7 @@ async def test_one_replica_trips_all_reject_without_calling_provider(fleet, redi
         assert fake.hits == hits  # the failing provider is left alone by all replicas
 
 
-async def test_late_joiner_sees_open_breaker(fleet, redis, tmp_path):
+async def test_late_joiner_sees_open_breaker(fleet, redis_server, tmp_path):
     procs, fake, behaviour, doc = fleet
     async with aiohttp.ClientSession() as s:
         for _ in range(3):
@@ -102,8 +95,9 @@ async def test_late_joiner_sees_open_breaker(fleet, redis, tmp_path):
             await asyncio.to_thread(late.stop)
 
 
-async def test_redis_down_everyone_keeps_serving(fleet, redis):
+async def test_redis_down_everyone_keeps_serving(fleet, redis_server):
     procs, fake, behaviour, _ = fleet
+    redis = redis_server
     behaviour.failing = False
     redis.kill()
     async with aiohttp.ClientSession() as s:

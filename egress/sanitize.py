@@ -134,7 +134,11 @@ class Sanitizer:
         if mode == "report":
             return body
         if parsed is not None:
-            return orjson.dumps(self._json_redact(parsed))
+            try:
+                return orjson.dumps(self._json_redact(parsed))
+            except RecursionError as exc:  # too deep to rewrite: refuse rather than send it
+                raise InternalTokenInBody("the request body carries an internal token too deep to redact; "
+                                          "nothing was sent") from exc
         return _JWT_BYTES.sub(lambda m: REDACTED.encode() if self._is_internal(m.group(1)) else m.group(0), body)
 
     def _scan(self, body: bytes, is_json: bool) -> tuple[bool, object]:

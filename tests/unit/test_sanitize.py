@@ -142,3 +142,10 @@ def test_body_compressed_by_caller_is_inspected():
     assert san.body(clean, "application/json", Exchange("POST"), content_encoding="gzip") == clean
     with pytest.raises(RequestEncodingNotSupported):
         san.body(b"\x00\x01", "application/json", Exchange("POST"), content_encoding="br")
+
+
+def test_body_redact_too_deep_refuses_instead_of_crashing():
+    san, _ = make("redact")
+    deep = "[" * 1000 + f'"{INTERNAL}"' + "]" * 1000
+    with pytest.raises(InternalTokenInBody):
+        san.body(deep.encode(), "application/json", Exchange("POST"))

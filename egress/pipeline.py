@@ -62,7 +62,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
-    ex.caller = callers.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers)
+    ex.caller = callers.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers,
+                                 method=request.method, target=request.raw_path, headers=request.headers)
     callers.authorize(up, ex.caller)
     contract = rt.contract_for(up)
     op = contract.match(request.method, ex.path) if contract is not None else None

@@ -46,7 +46,7 @@ def _b64json(segment: bytes | str) -> object:
 class Sanitizer:
     def __init__(self, settings: Settings) -> None:
         cfg: Sanitize = settings.sanitize
-        self._caller_header = settings.callers.header.lower()
+        self._caller_headers = {settings.callers.header.lower(), settings.callers.signature_header.lower()}
         patterns = [p.lower() for p in cfg.strip_headers]
         self._strip_exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
         wild = [fnmatch.translate(p) for p in patterns if p not in self._strip_exact]
@@ -76,7 +76,7 @@ class Sanitizer:
             low = name.lower()
             if low in HOP_BY_HOP or low in _ALWAYS_DROP or low in connection_named:
                 continue
-            if low == self._caller_header:
+            if low in self._caller_headers:  # who is calling is egress's business, not the partner's
                 continue
             if low in _TRACE_HEADERS and not upstream.propagate_trace:
                 continue

@@ -25,7 +25,7 @@ from yarl import URL
 from .errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_KEYS = {"credential"}
+_SECRET_KEYS = {"credential", "hmac_keys"}
 
 
 class Secret(str):
@@ -134,6 +134,32 @@ class Upstream:
 class Callers:
     header: str = "X-Egress-Caller"
     required: bool = True
+    # opt-in signed identity: caller name -> HMAC key; a name listed here is accepted only with
+    # a valid `signature_header` (callers.py); names not listed are trusted as before
+    hmac_keys: tuple[tuple[str, Secret], ...] = ()
+    signature_header: str = "X-Egress-Caller-Signature"
+    max_skew: float = 300.0
+
+    def key_for(self, caller: str) -> Secret | None:
+        for name, key in self.hmac_keys:
+            if name == caller:
+                return key
+        return None
+
+
+MIN_CALLER_KEY_CHARS = 16
+
+
+def _build_callers(raw: dict, problems: list[str]) -> Callers:
+    raw = dict(raw)
+    keys = raw.pop("hmac_keys", None) or {}
+    for name, value in keys.items():
+        if len(value) < MIN_CALLER_KEY_CHARS:  # never show the value, not even its length
+            problems.append(f"callers.hmac_keys.{name} must be at least {MIN_CALLER_KEY_CHARS} characters "
+                            "(is its environment variable empty or short?)")
+    if "signature_header" in raw and raw["signature_header"].lower() == raw.get("header", Callers.header).lower():
+        problems.append("callers.signature_header must differ from callers.header")
+    return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw)
 
 
 @dataclass(frozen=True)
@@ -242,7 +268,12 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str]) -> Upstream | None:
     where = f"upstreams[{i}]"
-    url = URL(raw["url"])
+    try:
+        url = URL(raw["url"])
+        url.port  # noqa: B018 - yarl parses the port lazily; a bad one raises here
+    except ValueError:
+        problems.append(f"{where}.url is not a valid URL, got {raw['url']!r}")
+        return None
     if not url.host:
         problems.append(f"{where}.url must name a host, got {raw['url']!r}")
         return None
@@ -309,7 +340,8 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
     """Validate a parsed config document; raise ConfigError naming every problem."""
     if not isinstance(doc, dict):
         raise ConfigError([f"(top level) must be a mapping, got {type(doc).__name__}"])
-    for raw in doc.get("upstreams") or ():
+    ups = doc.get("upstreams")
+    for raw in ups if isinstance(ups, list) else ():
         # YAML 1.1 reads a bare `off` as false; `mode: off` is what DESIGN tells users to write
         if isinstance(raw, dict) and raw.get("mode") is False:
             raw["mode"] = "off"
@@ -333,6 +365,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
             problems.append(
                 f"upstreams[{i}].url {str(up.url)!r} is already served by upstreams[{seen_targets[target]}]")
         seen_targets.setdefault(target, i)
+    callers = _build_callers(doc.get("callers", {}), problems)
     contracts_dir = (base_dir / doc.get("contracts_dir", "contracts")).resolve()
     for i, up in enumerate(upstreams):
         if up.contract and not (contracts_dir / up.contract).is_file():
@@ -352,7 +385,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
     return Settings(
         upstreams=tuple(upstreams),
         contracts_dir=contracts_dir,
-        callers=Callers(**doc.get("callers", {})),
+        callers=callers,
         sanitize=Sanitize(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in san.items()}),
         breaker_store=doc.get("breaker_store", "memory"),
         drain_timeout=doc.get("drain_timeout", 10.0),

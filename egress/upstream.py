@@ -134,6 +134,8 @@ class UpstreamClient:
             hops += 1
             if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):
                 raise RedirectBlocked("redirect to a host outside redirects.allow_hosts (or too many hops)")
+            if url.scheme == "https" and next_url.scheme != "https":  # never replay over cleartext
+                raise RedirectBlocked("redirect from https to plain http refused")
             if next_url.origin() != up.url.origin():  # the credential is for the upstream's origin only
                 headers = _without_credential(headers, up)
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
@@ -148,6 +150,10 @@ class UpstreamClient:
         try:
             async with self._session.request(method, url, headers=headers, data=body or None,
                                              allow_redirects=False, timeout=client_timeout) as resp:
+                if not 200 <= resp.status <= 599:  # 101 (egress never asks to upgrade), 6xx..9xx
+                    resp.close()
+                    raise UpstreamUnavailable(f"{up.name} answered with status {resp.status}, "
+                                              "not a final HTTP status")
                 declared = resp.content_length
                 cap = up.limits.max_response_bytes
                 if declared is not None and declared > cap:
@@ -170,8 +176,9 @@ class UpstreamClient:
                 raise AddressBlocked(f"{up.name} resolved to a non-public address") from exc
             raise UpstreamUnavailable(f"cannot connect to {up.name}", connect_failed=True) from exc
         except aiohttp.ClientResponseError as exc:
-            if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "too long" in str(exc).lower() \
-                    or "too many headers" in str(exc).lower():
+            text = str(exc).lower()  # the C parser raises a plain HttpProcessingError for long lines
+            if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "too long" in text \
+                    or "too many headers" in text or "got more than" in text:
                 raise ResponseTooLarge(f"response headers from {up.name} are over the limit") from exc
             raise UpstreamUnavailable(f"malformed response from {up.name}") from exc
         except aiohttp.ClientError as exc:

@@ -225,6 +225,32 @@ async def call_with_resilience(
     budget.record_request()
     if clock() >= deadline:
         raise UpstreamTimeout("deadline passed before the first attempt")
+    # Fast path: most calls succeed at once; tenacity's machinery (~15% of a small request's
+    # CPU when built per call) is entered only when the first outcome is retryable, and then
+    # starts from that outcome, replayed as attempt 1, so waits, stops and events are the same.
+    first, first_error = None, None
+    try:
+        first = await call.one()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if retry.attempts <= 1 or not call.retryable_error(exc):
+            raise
+        first_error = exc
+    else:
+        if retry.attempts <= 1 or not call.retryable_response(first):
+            return first
+    replayed = False
+
+    async def attempt_after_first() -> Any:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            if first_error is not None:
+                raise first_error
+            return first
+        return await call.one()
+
     retrying = AsyncRetrying(
         sleep=sleep,
         stop=stop_after_attempt(max(1, retry.attempts)) | call.stop,
@@ -234,6 +260,6 @@ async def call_with_resilience(
         retry_error_callback=lambda rs: rs.outcome.result(),   # the last response, or its error
     )
     try:
-        return await retrying(call.one)
+        return await retrying(attempt_after_first)
     except tenacity.RetryError as exc:   # not reached with retry_error_callback; the boundary anyway
         raise UpstreamUnavailable("retries exhausted") from exc

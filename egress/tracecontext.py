@@ -6,7 +6,9 @@ import random
 import re
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_rand = random.SystemRandom()
+# ids need to be unique, not unpredictable (the OpenTelemetry SDK uses the same generator);
+# SystemRandom would cost a syscall per id on the hot path
+_rand = random.Random()
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, bool] | None:

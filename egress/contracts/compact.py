@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from .documents import join_pointer
 from .drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
 from .operation import MODES
@@ -102,10 +104,24 @@ def _response(key: Any, body: Any, uri: str, at: str, store: ResourceStore) -> R
         if not isinstance(body["schema"], (dict, bool)):
             store.problems.append(f"{store.where(uri, at + '/schema')}: a schema must be a mapping or a boolean")
             return None
-        inline_uri = f"{uri}~inline~{len(store.docs)}"
-        store.add(inline_uri, body["schema"])
-        store.aliases[inline_uri] = (uri, at + "/schema")
-        schema = SchemaAt(inline_uri, "")
+        schema = SchemaAt(_inline(body["schema"], uri, at, store), "")
     if status is None:
         return None
     return ResponseDraft(status, where, tuple(MediaDraft(t, schema) for t in types))
+
+
+def _inline(schema: Any, uri: str, at: str, store: ResourceStore) -> str:
+    """The synthetic document URI of an inline schema; identical ones share one document (they
+    sit in the same file, so their relative `$ref`s resolve alike) and so one compiled validator."""
+    try:
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a YAML value JSON cannot express: let the walk report it
+        key = None
+    if key is not None and key in store.inline_by_content:
+        return store.inline_by_content[key]
+    inline_uri = f"{uri}~inline~{len(store.docs)}"
+    store.add(inline_uri, schema)
+    store.aliases[inline_uri] = (uri, at + "/schema")
+    if key is not None:
+        store.inline_by_content[key] = inline_uri
+    return inline_uri

@@ -75,8 +75,10 @@ def compile_schema(docs: Mapping[str, Any], doc_uri: str, pointer: str = "", *,
     options: dict[str, Any] = {"validate_formats": True, "retriever": _refuse}
     if pointer == "":
         target = docs[doc_uri]
-        others = {uri: doc for uri, doc in docs.items() if uri != doc_uri}
-        options["registry"] = make_registry(others)
+        if registry is not None:  # the contract's one registry (it holds this document too)
+            options["registry"] = registry
+        else:
+            options["registry"] = make_registry({uri: doc for uri, doc in docs.items() if uri != doc_uri})
         options["base_uri"] = doc_uri
     else:
         target = {"$ref": fragment_uri(doc_uri, pointer)}

@@ -90,6 +90,9 @@ class ResourceStore:
         self.property_names: set[str] = set()
         #: synthetic document URI -> (file URI, pointer prefix): inline schemas of compact contracts
         self.aliases: dict[str, tuple[str, str]] = {}
+        #: canonical JSON of an inline schema -> its synthetic URI: identical inline schemas (a
+        #: `$ref` to the same file in every operation) are one document, compiled once
+        self.inline_by_content: dict[bytes, str] = {}
         self._visited: set[tuple[str, str]] = set()
         self._deferred: list[tuple[str, str, str]] = []
 

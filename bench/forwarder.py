@@ -1,0 +1,46 @@
+"""The Python ceiling: a minimal aiohttp forwarder (no checks at all), same start-up as egress
+(low-level web.Server, access log off, gc.freeze() after start-up).
+
+    python bench/forwarder.py PORT UPSTREAM_BASE_URL     # GET /x -> UPSTREAM_BASE_URL/x
+"""
+
+import asyncio
+import gc
+import signal
+import sys
+
+import aiohttp
+from aiohttp import web
+
+HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+       "host", "content-length"}
+
+
+async def main(port: int, base: str) -> None:
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=256), auto_decompress=False,
+        skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle(request: web.BaseRequest) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        body = await request.read()
+        async with session.request(request.method, base + request.raw_path, headers=headers,
+                                   data=body or None, allow_redirects=False) as resp:
+            data = await resp.read()
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP}
+        return web.Response(status=resp.status, body=data, headers=out)
+
+    runner = web.ServerRunner(web.Server(handle), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    gc.collect()
+    gc.freeze()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await session.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2].rstrip("/")))

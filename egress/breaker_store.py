@@ -240,7 +240,6 @@ class RedisBreakerStore:
         self.connected = False
         if not self._outage:
             self._outage = True
-            log.warning("breaker store: redis at %s unreachable (%s)", self._where, type(exc).__name__)
             self._emit("redis_down", f"{type(exc).__name__} talking to {self._where}")
 
     def _emit(self, kind: str, detail: str) -> None:

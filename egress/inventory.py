@@ -66,7 +66,7 @@ class Inventory:
         now = ex.end_ns or time.time_ns()
         if ex.upstream is None:
             if ex.reason == "destination_not_allowed":
-                self._deny(getattr(ex, "denied_host", None), ex.caller, now)
+                self._deny(ex.denied_host, ex.caller, now)
             return
         u = self._ups.get(ex.upstream.name)
         if u is None:

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from . import accesslog, telemetry
 from .anomalies import Baselines, BaselineSettings
-from .exchange import Event, Exchange
+from .exchange import Exchange
 from .inventory import Inventory
 from .logs import log
 from .metrics import CONTENT_TYPE, Metrics
@@ -83,7 +83,7 @@ class Observability:
         self.inventory.observe(ex, op)
         accesslog.write(ex, op)
         if self.spans is not None and (
-                ex.anomalous or self.sampler.keep(ex.trace_id, getattr(ex, "parent_sampled", None))):
+                ex.anomalous or self.sampler.keep(ex.trace_id, ex.parent_sampled)):
             self.spans.build(ex, op)
             self.metrics.inc("spans", ("ended",), 1 + len(ex.attempts))
 
@@ -93,22 +93,15 @@ class Observability:
         latency = (last.end_ns - last.start_ns) / 1e9 if last.end_ns and not failed else None
         size = ex.response_bytes if not failed and last.status is not None and ex.reason is None else None
         found = self.baselines.observe((up, op), latency, size, failed)
-        if found:
-            at = ex.end_ns or time.time_ns()
-            for a in found:
-                ex.events.append(Event("egress.anomaly", at, {
-                    "kind": a.kind, "observed": round(a.observed, 6), "baseline": round(a.baseline, 6)}))
-            ex.anomalous = True
+        for a in found:
+            ex.event("egress.anomaly", kind=a.kind, observed=round(a.observed, 6), baseline=round(a.baseline, 6))
 
     # ------------------------------------------------------------ other sources
     def on_breaker_change(self, key: str, old: str, new: str) -> None:
         self.metrics.breaker_changed(key, new)
 
     def on_store_event(self, kind: str, detail: str) -> None:
-        self.metrics.store_event(kind)
-        level = logging.WARNING if kind == "redis_down" else logging.INFO
-        log(level, "breaker store " + ("unreachable" if kind == "redis_down" else "reachable"),
-            kind=kind, detail=str(detail)[:256])
+        self.metrics.store_event(kind)  # the lifecycle log line is state.py's
 
     def set_breaker_snapshot(self, fn: Callable[[], dict]) -> None:
         self.metrics.breaker_snapshot = fn

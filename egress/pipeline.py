@@ -85,6 +85,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     target = (up.base_path + route.path or "/") + (f"?{query}" if query else "")
     # send
     breaker = state.breakers.get(up.name, up.breaker, ex.operation)
+    if state.store_down():  # on the span, not an anomaly: every request would be traced
+        ex.event("egress.breaker_store_down", anomaly=False, breaker=breaker.key)
     resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
                        idempotency_key="Idempotency-Key" in request.headers)
     # check

@@ -23,11 +23,11 @@ DRIFT_SAMPLES_PER_OPERATION = 50
 
 
 class ProxyState:
-    def __init__(self, runtime: Runtime, *, breakers: BreakerRegistry | None = None,
-                 observers: list[Observer] | None = None, resolver=None, obs=None) -> None:
+    def __init__(self, runtime: Runtime, *, observers: list[Observer] | None = None, resolver=None,
+                 obs=None) -> None:
         self.runtime = runtime
         self.obs = obs  # observe.Observability: metrics, traces, inventory, access log
-        self.breakers = breakers or BreakerRegistry(on_change=self._breaker_changed)
+        self.breakers = BreakerRegistry(on_change=self._breaker_changed)
         self.observers: list[Observer] = list(observers or ())
         self.draining = False
         self.resolver = resolver
@@ -57,13 +57,11 @@ class ProxyState:
             await self.store.stop()
 
     def _store_event(self, kind: str, detail: str) -> None:
-        from .pipeline import CURRENT
-        ex = CURRENT.get()
-        if ex is not None:
-            ex.event(f"egress.breaker_store_{kind.split('_')[-1]}", store=detail)
+        """Called from the store's background task (no exchange is current there): one log
+        line and a metric; the requests served meanwhile carry a span event (store_down)."""
         level = logging.WARNING if kind == "redis_down" else logging.INFO
         log(level, "breaker store " + ("unreachable; serving on local state" if kind == "redis_down"
-                                       else "reachable again"), store=detail)
+                                       else "reachable again"), kind=kind, store=detail)
         if self.obs is not None:
             self.obs.on_store_event(kind, detail)
 
@@ -72,6 +70,10 @@ class ProxyState:
         return self.obs.admin_routes() if self.obs is not None else []
 
     # ------------------------------------------------------------ per request
+    def store_down(self) -> bool:
+        """The shared breaker store is configured but unreachable (breakers are local now)."""
+        return self.store is not None and not self.store.connected
+
     def budget(self, upstream: str, ratio: float) -> RetryBudget:
         budget = self._budgets.get(upstream)
         if budget is None:

@@ -227,7 +227,7 @@ class SpanBuilder:
             attrs["egress.operation"] = operation
             if ex.operation:
                 attrs["http.route"] = ex.operation
-        denied = getattr(ex, "denied_host", None)
+        denied = ex.denied_host
         if denied:
             attrs["egress.denied_host"] = str(denied)[:MAX_STR]
         server = self.tracer.start_span(operation or ex.method[:16], ctx, SpanKind.SERVER, attrs,

@@ -102,7 +102,7 @@ def target_cases(pay_port: int, ledger_port: int) -> list[tuple]:
         # id, raw request, status, reason, which provider got it ("pay" | "ledger" | None), path it saw
         ("absolute-form-gopher", f"GET gopher://127.0.0.1:{P}/v1/x HTTP/1.1\r\nHost: egress\r\n", 403,
          "destination_not_allowed", None, None),
-        ("absolute-form-forbidden-port", f"GET http://127.0.0.1:22/v1/x HTTP/1.1\r\nHost: egress\r\n", 403,
+        ("absolute-form-forbidden-port", "GET http://127.0.0.1:22/v1/x HTTP/1.1\r\nHost: egress\r\n", 403,
          "destination_not_allowed", None, None),
         ("absolute-form-userinfo-confusion", f"GET http://127.0.0.1:{P}@evil.example/v1/x HTTP/1.1\r\nHost: e\r\n",
          403, "destination_not_allowed", None, None),

@@ -17,7 +17,6 @@ import requests
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 from aiohttp import web
-from yarl import URL
 
 from egress import app as egress_app
 from egress.contracts import load_contract

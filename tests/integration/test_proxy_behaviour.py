@@ -43,7 +43,7 @@ async def test_cookie_from_provider_not_replayed_to_later_requests(provider, pro
 
 async def test_redirect_to_allowlisted_upstream_passes_through(provider, proxy):
     async def handler(request):
-        return web.Response(status=302, headers={"Location": f"/v1/elsewhere"})
+        return web.Response(status=302, headers={"Location": "/v1/elsewhere"})
 
     fake = await provider(handler)
     p = await proxy(base_config([up(fake.url)]))

@@ -3,7 +3,6 @@
 import asyncio
 import time
 
-import pytest
 from aiohttp import web
 
 from tests.conftest import base_config
@@ -160,3 +159,17 @@ async def test_connect_failure_retried_even_for_post(provider, proxy):
         assert resp.status == 502 and resp.headers["X-Egress-Error"] == "upstream_unavailable"
     assert len(seen[-1].attempts) == 3  # nothing was sent, so retrying could not double a charge
     assert [e.name for e in seen[-1].events].count("egress.retry") == 2
+
+
+async def test_requests_say_when_the_shared_breaker_store_is_down(provider, proxy):
+    from tests.process import free_port
+    fake = await provider()
+    dead = free_port()  # nothing listens: Redis is "down" from the start
+    p = await proxy(base_config([up(fake.url)], breaker_store=f"redis://127.0.0.1:{dead}/0"))
+    seen = []
+    p.state.observers.append(seen.append)
+    async with p.request("GET", "/pay/x") as resp:
+        assert resp.status == 200  # served on local breaker state
+    events = [e for e in seen[-1].events if e.name == "egress.breaker_store_down"]
+    assert events and events[0].attrs == {"breaker": "pay"}
+    assert not seen[-1].anomalous  # not every request forced into a trace

@@ -23,6 +23,13 @@ from .routes import denied_host
 from .tracecontext import new_span_id, new_trace_id, parse_traceparent
 
 _DEADLINE_MARGIN = 0.05
+# refusals inside an attempt (upstream.py) that DESIGN names a span event for
+_ATTEMPT_EVENTS = {
+    "address_blocked": ("egress.address_blocked", lambda up: {"host": up.host}),
+    "redirect_blocked": ("egress.redirect_blocked", lambda up: {"followed": True}),
+    "response_too_large": ("egress.limit_exceeded",
+                           lambda up: {"limit": "max_response_bytes", "value": up.limits.max_response_bytes}),
+}
 CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("egress_exchange", default=None)
 
 
@@ -82,7 +89,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex,
                              content_encoding=request.headers.get("Content-Encoding"),
                              max_decoded=up.limits.max_decompressed_bytes)
-    target = (up.base_path + route.path or "/") + (f"?{query}" if query else "")
+    target = route.upstream_target(query)
     # send
     breaker = state.breakers.get(up.name, up.breaker, ex.operation)
     if state.store_down():  # on the span, not an anomaly: every request would be traced
@@ -119,8 +126,9 @@ async def _send(client, method, target, headers, body, ex: Exchange, state, brea
             resp = await client.send(method, target, headers, body, timeout=deadline - loop.time())
         except EgressError as err:
             rec.error, rec.end_ns = err.reason, time.time_ns()
-            if err.reason == "address_blocked":
-                ex.event("egress.address_blocked", host=up.host)
+            if err.reason in _ATTEMPT_EVENTS:
+                name, attrs = _ATTEMPT_EVENTS[err.reason]
+                ex.event(name, **attrs(up))
             raise
         rec.status, rec.end_ns = resp.status, time.time_ns()
         return resp

@@ -28,13 +28,10 @@ class Route:
     query: str  # raw query string, without "?"
     via: str  # "proxy" | "host" | "prefix"
 
-    @property
-    def upstream_target(self) -> str:
-        """Path and query to send, relative to the upstream's origin."""
-        target = self.upstream.base_path + self.path
-        if not target:
-            target = "/"
-        return f"{target}?{self.query}" if self.query else target
+    def upstream_target(self, query: str) -> str:
+        """Path (under the upstream's base path) and the given, sanitized query to send."""
+        path = self.upstream.base_path + self.path or "/"
+        return f"{path}?{query}" if query else path
 
 
 class Router:

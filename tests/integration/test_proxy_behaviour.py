@@ -141,3 +141,24 @@ async def test_request_body_forwarded_exactly(provider, proxy):
 
 async def _json(doc):
     return web.json_response(doc)
+
+
+async def test_refusals_inside_an_attempt_are_span_events(provider, proxy):
+    async def huge(request):
+        return web.Response(body=b"x" * 10_000, content_type="application/json")
+
+    async def away(request):
+        return web.Response(status=302, headers={"Location": "http://localhost:1/elsewhere"})
+
+    cases = [(huge, {"limits": {"max_response_bytes": 1000}}, "response_too_large", "egress.limit_exceeded",
+              {"limit": "max_response_bytes", "value": 1000}),
+             (away, {"redirects": {"follow": True, "allow_hosts": []}}, "redirect_blocked",
+              "egress.redirect_blocked", {"followed": True})]
+    for handler, over, reason, event, attrs in cases:
+        fake = await provider(handler)
+        seen = []
+        p = await proxy(base_config([up(fake.url, **over)]), observers=[seen.append])
+        async with p.request("GET", "/pay/x") as resp:
+            assert resp.headers["X-Egress-Error"] == reason
+        found = [e.attrs for e in seen[-1].events if e.name == event]
+        assert found == [attrs], seen[-1].events

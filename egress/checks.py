@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from . import bodies
-from .errors import ContractViolation, InvalidJson, RedirectBlocked, UnexpectedContentType
+from .errors import ContractViolation, InvalidJson, RedirectBlocked, ResponseTooLarge, UnexpectedContentType
 from .exchange import Exchange
 from .routes import Router
 from .settings import Upstream
@@ -53,10 +53,8 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange) -> Checked:
     encoding = resp.headers.get("Content-Encoding")
     try:
         decoded = bodies.decode(resp.body, encoding, up.limits.max_decompressed_bytes)
-    except Exception as err:
-        if getattr(err, "reason", "") == "response_too_large":
-            ex.event("egress.limit_exceeded", limit="max_decompressed_bytes",
-                     value=up.limits.max_decompressed_bytes)
+    except ResponseTooLarge:
+        ex.event("egress.limit_exceeded", limit="max_decompressed_bytes", value=up.limits.max_decompressed_bytes)
         raise
     ex.response_bytes = len(decoded)
     return Checked(decoded, decoded is not resp.body)

@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from .checks import Checked
 from .exchange import Exchange
-from .sanitize import HOP_BY_HOP
+from .sanitize import HOP_BY_HOP, connection_tokens
 from .upstream import UpstreamResponse
 
 _DROP = HOP_BY_HOP | {"set-cookie", "set-cookie2", "content-length", "x-egress-contract",
@@ -29,9 +29,7 @@ def _accepts(accept_encoding: str | None, content_encoding: str) -> bool:
 
 def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
                    accept_encoding: str | None) -> web.Response:
-    connection_named = set()
-    for value in resp.headers.getall("Connection", ()):
-        connection_named.update(t.strip().lower() for t in value.split(","))
+    connection_named = connection_tokens(resp.headers)
     headers: CIMultiDict[str] = CIMultiDict()
     dropped_cookie = False
     for name, value in resp.headers.items():

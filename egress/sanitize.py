@@ -34,6 +34,19 @@ _JWT_BYTES = re.compile(rb"[A-Za-z0-9_-]{8,}\.([A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]
 REDACTED = "[redacted-by-egress]"
 
 
+def connection_tokens(headers) -> set[str]:
+    """Header names a message's `Connection` header lists: hop-by-hop for that message."""
+    named = set()
+    for value in headers.getall("Connection", ()):
+        named.update(t.strip().lower() for t in value.split(","))
+    return named
+
+
+def _event_name(name: str, sanitizer: "Sanitizer") -> str:
+    """A stripped header or parameter name (as sent) as events may show it: never a token."""
+    return "(token)" if sanitizer.has_internal_jwt(name) else name.lower()[:64]
+
+
 def _b64json(segment: bytes | str) -> object:
     if isinstance(segment, str):
         segment = segment.encode("ascii")
@@ -68,9 +81,7 @@ class Sanitizer:
     # ------------------------------------------------------------------ headers
     def headers(self, incoming: CIMultiDictProxy[str] | CIMultiDict[str], upstream: Upstream,
                 ex: Exchange) -> CIMultiDict[str]:
-        connection_named = set()
-        for value in incoming.getall("Connection", ()):
-            connection_named.update(t.strip().lower() for t in value.split(","))
+        connection_named = connection_tokens(incoming)
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in incoming.items():
             low = name.lower()
@@ -84,8 +95,8 @@ class Sanitizer:
                 ex.event("egress.token_stripped", anomaly=False, where="header", name=low[:64],
                          kind="configured")
                 continue
-            if self.has_internal_jwt(value):
-                ex.event("egress.token_stripped", where="header", name=low[:64], kind="internal_jwt")
+            if self.has_internal_jwt(value) or self.has_internal_jwt(name):
+                ex.event("egress.token_stripped", where="header", name=_event_name(name, self), kind="internal_jwt")
                 continue
             out.add(name, value)
         cred = upstream.credential
@@ -106,8 +117,10 @@ class Sanitizer:
                 ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
                          kind="configured")
                 continue
-            if self.has_internal_jwt(unquote_plus(value)) or self.has_internal_jwt(unquote_plus(name)):
-                ex.event("egress.token_stripped", where="query", name=low[:64], kind="internal_jwt")
+            plain_name = unquote_plus(name)
+            if self.has_internal_jwt(unquote_plus(value)) or self.has_internal_jwt(plain_name):
+                ex.event("egress.token_stripped", where="query", name=_event_name(plain_name, self),
+                         kind="internal_jwt")
                 continue
             kept.append(pair)
         return "&".join(kept)

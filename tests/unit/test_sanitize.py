@@ -149,3 +149,16 @@ def test_body_redact_too_deep_refuses_instead_of_crashing():
     deep = "[" * 1000 + f'"{INTERNAL}"' + "]" * 1000
     with pytest.raises(InternalTokenInBody):
         san.body(deep.encode(), "application/json", Exchange("POST"))
+
+
+def test_token_used_as_a_name_is_stripped_and_never_recorded():
+    san, up = make()
+    ex = Exchange("GET")
+    out = san.headers(CIMultiDict([(INTERNAL, "1"), ("Accept", "x")]), up, ex)
+    assert INTERNAL not in out and out["Accept"] == "x"
+    assert san.query(f"{INTERNAL}=1&a=2", ex) == "a=2"
+    payload = INTERNAL.split(".")[1]
+    stripped = [e.attrs for e in ex.events if e.name == "egress.token_stripped"]
+    assert [a["name"] for a in stripped] == ["(token)", "(token)"]
+    assert not any(payload[:16].lower() in repr(e.attrs).lower() or INTERNAL[:16] in repr(e.attrs)
+                   for e in ex.events)

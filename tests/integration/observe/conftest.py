@@ -17,29 +17,9 @@ from egress import app as egress_app
 from egress.logs import JsonFormatter
 from egress.observe import Observability
 from egress.settings import settings_from_dict
+from tests.fakes import FakeProvider
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-class Provider:
-    """A fake third party: `routes` maps a path suffix to an aiohttp handler."""
-
-    def __init__(self, handler) -> None:
-        self.handler, self.runner, self.hits = handler, None, 0
-
-    async def start(self) -> "Provider":
-        async def record(request):
-            self.hits += 1
-            await request.read()
-            return await self.handler(request)
-        self.runner = web.ServerRunner(web.Server(record), access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
 
 
 class Proxy:
@@ -78,14 +58,14 @@ def contracts_dir(tmp_path):
 async def providers():
     started = []
 
-    async def make(handler) -> Provider:
-        p = await Provider(handler).start()
+    async def make(handler) -> FakeProvider:
+        p = await FakeProvider(handler).start()
         started.append(p)
         return p
 
     yield make
     for p in started:
-        await p.runner.cleanup()
+        await p.stop()
 
 
 @pytest.fixture

@@ -92,9 +92,7 @@ class ProxyState:
 
     def resilience_event(self, ex: Exchange, event) -> None:
         attrs = {k: v for k, v in vars(event).items() if k != "kind" and v is not None}
-        name = {"retry": "egress.retry", "breaker_rejected": "egress.breaker_rejected"}.get(
-            event.kind, f"egress.{event.kind}")
-        ex.event(name, **attrs)
+        ex.event(f"egress.{event.kind}", **attrs)
 
     def _breaker_changed(self, key: str, old: str, new: str) -> None:
         from .pipeline import CURRENT

@@ -17,8 +17,8 @@ import argparse
 import json
 import os
 import platform
-import signal
 import shutil
+import signal
 import statistics
 import subprocess
 import sys

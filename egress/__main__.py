@@ -1,5 +1,7 @@
+"""`python -m egress`: the command line (cli.py)."""
+
 import sys
 
-from .cli import main
+from egress.cli import main
 
 sys.exit(main())

@@ -17,18 +17,18 @@ async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.draining:
         return web.json_response({"ready": False, "reason": "draining"}, status=503)
-    return web.json_response({"ready": True, "generation": state.runtime.generation})
+    return web.json_response({"ready": True, "generation": state.generation.number})
 
 
 async def reload(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    source = state.runtime.settings.source
+    source = state.generation.settings.source
     if source is None:
         return web.json_response({"reloaded": False, "errors": ["no config file to reload from"]}, status=409)
     problems = await state.reload(source)
     if problems:
         return web.json_response({"reloaded": False, "errors": problems}, status=422)
-    return web.json_response({"reloaded": True, "generation": state.runtime.generation})
+    return web.json_response({"reloaded": True, "generation": state.generation.number})
 
 
 async def breakers(request: web.Request) -> web.Response:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import pipeline
-from .admin import build_admin_app
-from .logs import log
-from .observe import Observability
-from .runtime import build_runtime
-from .settings import Settings
-from .state import ProxyState
+from egress import pipeline
+from egress.admin import build_admin_app
+from egress.config import Settings
+from egress.generation import build_generation
+from egress.observe.logs import log
+from egress.observe.observe import Observability
+from egress.process import ProcessState
 
 # bounded request heads: over these, aiohttp answers 400 before any handler runs
 HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
@@ -26,7 +26,7 @@ HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 10
 
 @dataclass
 class Running:
-    state: ProxyState
+    state: ProcessState
     data_runner: web.BaseRunner
     admin_runner: web.BaseRunner
 
@@ -41,9 +41,9 @@ class Running:
     async def drain(self, timeout: float) -> None:
         """Readiness false, stop accepting, let in-flight requests finish, close upstreams."""
         self.state.draining = True
-        log(logging.INFO, "draining", in_flight=self.state.runtime.in_flight, timeout=timeout)
+        log(logging.INFO, "draining", in_flight=self.state.generation.in_flight, timeout=timeout)
         await self.data_runner.cleanup()
-        await self.state.runtime.close(grace=timeout)
+        await self.state.generation.close(grace=timeout)
         await self.admin_runner.cleanup()
         await self.state.stop()
         await self.state.obs.shutdown()
@@ -52,10 +52,10 @@ class Running:
 async def start(settings: Settings, *, data_port: int | None = None, admin_port: int | None = None,
                 reuse_port: bool = False, resolver=None, observers=None, observability=None) -> Running:
     """Start both listeners; ports default to the config's (0 = any free port)."""
-    runtime = build_runtime(settings, resolver=resolver)
-    await runtime.start()
+    generation = build_generation(settings, resolver=resolver)
+    await generation.start()
     obs = observability or Observability(settings, environ=os.environ)
-    state = ProxyState(runtime, resolver=resolver, observers=[*(observers or ()), obs.observe], obs=obs)
+    state = ProcessState(generation, resolver=resolver, observers=[*(observers or ()), obs.observe], obs=obs)
     await state.start()
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
@@ -76,7 +76,7 @@ async def start(settings: Settings, *, data_port: int | None = None, admin_port:
     except BaseException:  # a port in use: release everything started so far, then fail fast
         await data_runner.cleanup()
         await admin_runner.cleanup()
-        await runtime.close()
+        await generation.close()
         await state.stop()
         raise
     return Running(state, data_runner, admin_runner)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
-from .settings import load_settings
+from egress.config import load_settings
+from egress.errors import ConfigError
 
 DEFAULT_CONFIG = "config/egress.yaml"
 
@@ -34,7 +34,7 @@ def cmd_check_config(args) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
-    from .runtime import compile_contracts
+    from egress.generation import compile_contracts
     try:
         compile_contracts(settings)
     except ConfigError as exc:
@@ -47,14 +47,14 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .logs import setup_logging
+    from egress.observe.logs import setup_logging
     setup_logging(os.environ.get("EGRESS_LOG_LEVEL", "info"))
     settings = _load(args.config)
     if settings is None:
         return 1
     if args.workers > 1:
         return _supervise(args)
-    from .app import serve
+    from egress.app import serve
     try:
         return asyncio.run(serve(settings, reuse_port=args.reuse_port))
     except ConfigError as exc:
@@ -84,7 +84,7 @@ def _supervise(args) -> int:
 
 
 def cmd_contracts_lint(args) -> int:
-    from .contracts.lint import lint_dir
+    from egress.contracts.lint import lint_dir
     directory = Path(args.dir) if args.dir else _contracts_dir(args.config)
     if directory is None:
         return 2
@@ -101,8 +101,8 @@ def _contracts_dir(config: str) -> Path | None:
 
 
 def cmd_contracts_check(args) -> int:
-    from .contracts import load_contract
-    from .contracts.check import check_file
+    from egress.contracts import load_contract
+    from egress.contracts.check import check_file
     settings = _load(args.config)
     if settings is None:
         return 2
@@ -127,7 +127,7 @@ def cmd_contracts_check(args) -> int:
 def cmd_contracts_learn(args) -> int:
     import yaml
 
-    from .contracts.learn import learn
+    from egress.contracts.learn import learn
     draft = learn(Path(args.samples), upstream=args.upstream)
     if not draft["operations"]:
         print(f"egress: no samples for {args.upstream!r} under {args.samples}", file=sys.stderr)
@@ -143,7 +143,7 @@ def cmd_contracts_learn(args) -> int:
 
 
 def cmd_inventory(args) -> int:
-    from .inventory import fetch, render_table
+    from egress.observe.inventory import fetch, render_table
     try:
         doc = fetch(args.admin)
     except (OSError, ValueError) as exc:

@@ -8,11 +8,12 @@ kinds, pointers and numbers only.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .settings import Upstream
+from egress.config import Upstream
 
 
 @dataclass(slots=True)
@@ -76,3 +77,8 @@ class Exchange:
     @property
     def upstream_name(self) -> str:
         return self.upstream.name if self.upstream else ""
+
+
+# the exchange being handled in this task (set by the pipeline; read by callbacks that have
+# no exchange in hand, such as breaker state changes)
+CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("egress_exchange", default=None)

@@ -8,19 +8,19 @@ EgressError subclasses, which become problem+json answers here.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 
 from aiohttp import web
 
-from . import bodies, callers, checks, resilience
-from .errors import EgressError, OperationNotAllowed, UpstreamTimeout
-from .exchange import Attempt, Exchange
-from .problem import problem_response
-from .respond import build_response
-from .routes import denied_host
-from .tracecontext import new_span_id, new_trace_id, parse_traceparent
+from egress import check, credentials, identity
+from egress.errors import EgressError, OperationNotAllowed, UpstreamTimeout
+from egress.exchange import CURRENT, Attempt, Exchange
+from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
+from egress.problem import problem_response
+from egress.respond import build_response
+from egress.routes import denied_host
+from egress.send import bodies, resilience
 
 _DEADLINE_MARGIN = 0.05
 # refusals inside an attempt (upstream.py) that DESIGN names a span event for
@@ -30,19 +30,18 @@ _ATTEMPT_EVENTS = {
     "response_too_large": ("egress.limit_exceeded",
                            lambda up: {"limit": "max_response_bytes", "value": up.limits.max_response_bytes}),
 }
-CURRENT: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("egress_exchange", default=None)
 
 
 async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
-    runtime = state.runtime  # this request keeps the config generation it started with
-    runtime.in_flight += 1
+    generation = state.generation  # this request keeps the config generation it started with
+    generation.in_flight += 1
     ex = Exchange(request.method)
     parent = parse_traceparent(request.headers.get("traceparent"))
     ex.traceparent, ex.parent_sampled = (parent[1], parent[2]) if parent else (None, None)
     ex.trace_id, ex.span_id = (parent[0] if parent else new_trace_id()), new_span_id()
     token = CURRENT.set(ex)
     try:
-        response = await _proxy(request, runtime, state, ex)
+        response = await _proxy(request, generation, state, ex)
     except EgressError as err:
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
@@ -52,7 +51,7 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
     finally:
-        runtime.in_flight -= 1
+        generation.in_flight -= 1
         CURRENT.reset(token)
     state.observe(ex)
     return response
@@ -69,9 +68,9 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
-    ex.caller = callers.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers,
+    ex.caller = identity.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers,
                                  method=request.method, target=request.raw_path, headers=request.headers)
-    callers.authorize(up, ex.caller)
+    identity.authorize(up, ex.caller)
     contract = rt.contract_for(up)
     op = contract.match(request.method, ex.path) if contract is not None else None
     ex.operation = op.template if op is not None else None
@@ -85,6 +84,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
                                           up.limits.max_request_bytes)
     ex.request_bytes = len(body)
     headers = rt.sanitizer.headers(request.headers, up, ex)
+    credentials.inject(headers, up, ex)
     query = rt.sanitizer.query(route.query, ex)
     body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex,
                              content_encoding=request.headers.get("Content-Encoding"),
@@ -97,11 +97,11 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
                        idempotency_key="Idempotency-Key" in request.headers)
     # check
-    checks.check_redirect(resp, rt.router, ex)
-    checked = checks.decode_body(resp, up, ex)
+    check.check_redirect(resp, rt.router, ex)
+    checked = check.decode_body(resp, up, ex)
     if contract is not None:
         try:
-            checks.check_contract(op, resp, checked.body, up, ex,
+            check.check_contract(op, resp, checked.body, up, ex,
                                   drift=state.wants_drift(up.name, ex.operation))
         finally:
             if ex.contract == "violated" and up.breaker.count_violations:

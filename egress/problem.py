@@ -10,8 +10,8 @@ import math
 import orjson
 from aiohttp import web
 
-from .errors import CircuitOpen, EgressError
-from .exchange import Exchange
+from egress.errors import CircuitOpen, EgressError
+from egress.exchange import Exchange
 
 CONTENT_TYPE = "application/problem+json"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .checks import Checked
-from .exchange import Exchange
-from .sanitize import HOP_BY_HOP, connection_tokens
-from .upstream import UpstreamResponse
+from egress.check import Checked
+from egress.exchange import Exchange
+from egress.sanitize import HOP_BY_HOP, connection_tokens
+from egress.send.client import UpstreamResponse
 
 _DROP = HOP_BY_HOP | {"set-cookie", "set-cookie2", "content-length", "x-egress-contract",
                       "x-egress-error"}

@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from .errors import DestinationNotAllowed, TunnelNotAllowed
-from .settings import Settings, Upstream
+from egress.config import Settings, Upstream
+from egress.errors import DestinationNotAllowed, TunnelNotAllowed
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

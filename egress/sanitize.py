@@ -16,11 +16,16 @@ from urllib.parse import unquote_plus
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from . import bodies
-from .errors import (InternalTokenInBody, RequestEncodingNotSupported, RequestTooLarge, ResponseTooLarge,
-                     UnexpectedContentEncoding)
-from .exchange import Exchange
-from .settings import Sanitize, Settings, Upstream
+from egress.config import Sanitize, Settings, Upstream
+from egress.errors import (
+    InternalTokenInBody,
+    RequestEncodingNotSupported,
+    RequestTooLarge,
+    ResponseTooLarge,
+    UnexpectedContentEncoding,
+)
+from egress.exchange import Exchange
+from egress.send import bodies
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
@@ -99,10 +104,6 @@ class Sanitizer:
                 ex.event("egress.token_stripped", where="header", name=_event_name(name, self), kind="internal_jwt")
                 continue
             out.add(name, value)
-        cred = upstream.credential
-        if cred is not None:
-            out[cred.header] = cred.value
-            ex.event("egress.credential_injected", anomaly=False, header=cred.header.lower())
         return out
 
     # ------------------------------------------------------------------ query

@@ -5,7 +5,7 @@ import aiohttp
 import pytest
 
 from egress import app as egress_app
-from egress.settings import settings_from_dict
+from egress.config import settings_from_dict
 from tests.fakes import INTERNAL_ISSUER, FakeProvider
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ files only), oas30 (3.0 -> 2020-12), compiler (jsonschema-rs), messages, drift, 
 compact/openapi (readers), lint, learn, record, check (CLI helpers).
 """
 
-from .loader import Contract, load_contract
-from .operation import Operation
-from .results import CheckResult, Violation
+from egress.contracts.loader import Contract, load_contract
+from egress.contracts.operation import Operation
+from egress.contracts.results import CheckResult, Violation
 
 __all__ = ["CheckResult", "Contract", "Operation", "Violation", "load_contract"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from .loader import Contract
+from egress.contracts.loader import Contract
 
 
 def check_file(contract: Contract, method: str, path: str, status: int, file: Path,

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from .documents import join_pointer
-from .drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
-from .operation import MODES
-from .paths import TemplateError, split_template
-from .resources import ResourceStore
+from egress.contracts.documents import join_pointer
+from egress.contracts.drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
+from egress.contracts.operation import MODES
+from egress.contracts.paths import TemplateError, split_template
+from egress.contracts.resources import ResourceStore
 
 _TOP = {"operations", "description", "version", "info"}
 _OPERATION = {"responses", "mode", "description", "summary"}

@@ -15,9 +15,9 @@ from typing import Any
 
 import jsonschema_rs
 
-from .documents import fragment_uri
-from .messages import instance_pointer, keyword_of, message_for, schema_pointer
-from .results import Violation
+from egress.contracts.documents import fragment_uri
+from egress.contracts.messages import instance_pointer, keyword_of, message_for, schema_pointer
+from egress.contracts.results import Violation
 
 
 class CompileError(ValueError):

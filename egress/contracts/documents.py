@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
-import re
 from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
 
 import orjson

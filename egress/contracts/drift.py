@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from .documents import escape_token, resolve_pointer, resolve_uri, split_ref
+
+from egress.contracts.documents import escape_token, resolve_pointer, resolve_uri, split_ref
 
 Located = tuple[str, Any]  # (base uri, schema node)
 _MERGE = ("allOf", "anyOf", "oneOf")

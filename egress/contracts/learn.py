@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from genson import SchemaBuilder
 
-from .body import BodyError, parse_json
-from .media import is_json, media_type
+from egress.contracts.body import BodyError, parse_json
+from egress.contracts.media import is_json, media_type
 
 
 def learn(samples_dir: Path, upstream: str | None = None) -> dict[str, Any]:

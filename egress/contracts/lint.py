@@ -17,11 +17,10 @@ from typing import Any
 import jsonschema
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 
+from egress.contracts.documents import DocumentError, file_uri, join_pointer, read_document
+from egress.contracts.loader import load_contract
+from egress.contracts.resources import ResourceStore
 from egress.errors import ConfigError
-
-from .documents import DocumentError, file_uri, join_pointer, read_document
-from .loader import load_contract
-from .resources import ResourceStore
 
 _MAX_PER_FILE = 50
 

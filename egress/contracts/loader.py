@@ -12,18 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from egress.contracts.compact import read_compact
+from egress.contracts.compiler import CompileError, compile_schema, make_registry
+from egress.contracts.documents import DocumentError, file_uri, read_document, resolve_pointer
+from egress.contracts.drafts import OperationDraft, SchemaAt
+from egress.contracts.drift import DriftFinder
+from egress.contracts.media import normalize_declared
+from egress.contracts.openapi import dialect_of, read_openapi
+from egress.contracts.operation import MediaSpec, Operation, ResponseSpec
+from egress.contracts.paths import PathTable, TemplateError
+from egress.contracts.resources import ResourceStore
 from egress.errors import ConfigError
-
-from .compiler import CompileError, compile_schema, make_registry
-from .documents import DocumentError, file_uri, read_document, resolve_pointer
-from .drafts import OperationDraft, SchemaAt
-from .compact import read_compact
-from .drift import DriftFinder
-from .media import normalize_declared
-from .openapi import dialect_of, read_openapi
-from .operation import MediaSpec, Operation, ResponseSpec
-from .paths import PathTable, TemplateError
-from .resources import ResourceStore
 
 
 class Contract:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from .documents import escape_token
+from egress.contracts.documents import escape_token
 
 _MAX_SHOWN = 80
 

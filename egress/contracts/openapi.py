@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .documents import join_pointer, resolve_pointer
-from .drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
-from .operation import MODES
-from .resources import ResourceStore
+from egress.contracts.documents import join_pointer, resolve_pointer
+from egress.contracts.drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
+from egress.contracts.operation import MODES
+from egress.contracts.resources import ResourceStore
 
 
 def dialect_of(doc: dict[str, Any]) -> str | None:

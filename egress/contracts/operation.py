@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .body import BodyError, parse_json
-from .compiler import CompiledSchema
-from .drift import DriftFinder
-from .media import is_json, media_type, select
-from .results import UNMATCHED, VALID, CheckResult
+from egress.contracts.body import BodyError, parse_json
+from egress.contracts.compiler import CompiledSchema
+from egress.contracts.drift import DriftFinder
+from egress.contracts.media import is_json, media_type, select
+from egress.contracts.results import UNMATCHED, VALID, CheckResult
 
 MODES = ("enforce", "report", "off")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .documents import (
+from egress.contracts.documents import (
     DocumentError,
     escape_token,
     file_uri,
@@ -25,7 +25,7 @@ from .documents import (
     resolve_uri,
     split_ref,
 )
-from .oas30 import convert_30, repair_31
+from egress.contracts.oas30 import convert_30, repair_31
 
 _ONE = ("additionalProperties", "additionalItems", "contains", "propertyNames", "not", "if", "then",
         "else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")

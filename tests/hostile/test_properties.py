@@ -15,13 +15,14 @@ import json
 import pytest
 import requests
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from egress import app as egress_app
+from egress.config import load_settings, settings_from_dict
 from egress.contracts import load_contract
 from egress.errors import ConfigError
-from egress.settings import load_settings, settings_from_dict
 from tests.conftest import REPO, base_config
 from tests.fakes import BackgroundLoop, FakeProvider
 

@@ -14,8 +14,15 @@ import yaml
 from aiohttp import web
 
 from tests.conftest import base_config
-from tests.hostile.conftest import (MiB, assert_still_serves, good_upstream, hostile_upstream, peak_rss_bytes,
-                                    read_problem, rss_bytes)
+from tests.hostile.conftest import (
+    MiB,
+    assert_still_serves,
+    good_upstream,
+    hostile_upstream,
+    peak_rss_bytes,
+    read_problem,
+    rss_bytes,
+)
 
 CHARGE = {"type": "object", "required": ["id", "amount"],
           "properties": {"id": {"type": "string"}, "amount": {"type": "integer", "minimum": 0, "maximum": 1000}}}

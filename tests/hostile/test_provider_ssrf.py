@@ -153,7 +153,7 @@ async def test_dns_rebinding_first_allowed_then_not(provider, proxy, good):
         async with p.request("GET", "/bad/first") as resp:
             assert resp.status == 200, await resp.read()
         # the DNS cache (ttl 10 s) would hide the rebinding for a while; expire it now
-        p.state.runtime.clients["bad"]._session.connector.clear_dns_cache()
+        p.state.generation.clients["bad"]._session.connector.clear_dns_cache()
         async with p.request("GET", "/bad/second") as resp:
             problem = await read_problem(resp)
             assert resp.status == 502 and problem["reason"] == "address_blocked", problem

@@ -17,8 +17,16 @@ from aiohttp import web
 
 from tests.conftest import base_config
 from tests.fakes import FakeProvider
-from tests.hostile.conftest import (MiB, assert_still_serves, good_upstream, hostile_upstream, peak_rss_bytes,
-                                    read_problem, rss_bytes, send_bytes)
+from tests.hostile.conftest import (
+    MiB,
+    assert_still_serves,
+    good_upstream,
+    hostile_upstream,
+    peak_rss_bytes,
+    read_problem,
+    rss_bytes,
+    send_bytes,
+)
 
 BOMB_BYTES = 512 * MiB  # inflated size; ~500 KiB on the wire (1,000:1)
 _bombs: dict[int, bytes] = {}

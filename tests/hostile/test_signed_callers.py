@@ -15,9 +15,10 @@ import time
 import pytest
 from multidict import CIMultiDict
 
-from egress import callers
+from egress import identity as callers
+from egress.config import Callers, Secret, settings_from_dict
 from egress.errors import CallerMissing, CallerNotAllowed, ConfigError
-from egress.settings import Callers, Secret, settings_from_dict
+from egress.identity import header as identity_header
 from tests.conftest import REPO, base_config
 
 KEY = "checkout-caller-key-0123456789abcdef"
@@ -101,7 +102,7 @@ def test_sign_helper_matches_the_documented_formula():
 def test_wrong_mac_is_compared_in_constant_time(monkeypatch):
     seen = []
     real = hmac.compare_digest
-    monkeypatch.setattr(callers.hmac, "compare_digest", lambda a, b: seen.append(1) or real(a, b))
+    monkeypatch.setattr(identity_header.hmac, "compare_digest", lambda a, b: seen.append(1) or real(a, b))
     with pytest.raises(CallerNotAllowed):
         callers.identify("checkout", SETTINGS, method="GET", target="/", headers=headers(signature=sig()),
                          clock=lambda: NOW)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from egress.breaker_store import RedisBreakerStore
-from egress.resilience import BreakerRegistry
-from egress.settings import BreakerSettings
+from egress.config import BreakerSettings
+from egress.send.resilience import BreakerRegistry
+from egress.store.redis import RedisStore
 
 try:
     from tests.redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
@@ -28,9 +28,9 @@ class Replica:
     def __init__(self, url: str, name: str) -> None:
         self.name, self.events, self.changes = name, [], []
         self.registry = BreakerRegistry(on_change=lambda *c: self.changes.append(c))
-        self.store = RedisBreakerStore(url, self.registry, instance_id=name,
-                                       on_event=lambda kind, detail: self.events.append(kind),
-                                       socket_timeout=0.5, backoff=0.05, max_backoff=0.5, ping_interval=0.2)
+        self.store = RedisStore(url, instance_id=name, on_event=lambda kind, detail: self.events.append(kind),
+                                socket_timeout=0.5, backoff=0.05, max_backoff=0.5, ping_interval=0.2)
+        self.registry.share_through(self.store)
 
     def breaker(self, settings: BreakerSettings = TRIP):
         return self.registry.get("payments", settings, None)

@@ -155,8 +155,8 @@ async def test_reload_swaps_atomically_and_refuses_invalid(tmp_path, provider, p
     config = tmp_path / "egress.yaml"
     doc = base_config([up(fake.url)], contracts_dir=".")
     config.write_text(yaml.safe_dump(doc))
-    from egress.settings import load_settings
     from egress import app as egress_app
+    from egress.config import load_settings
     running = await egress_app.start(load_settings(config, os.environ), data_port=0, admin_port=0)
     import aiohttp
     session = aiohttp.ClientSession()

@@ -37,7 +37,7 @@ async def fleet(tmp_path, redis_server):
     redis = redis_server
     behaviour = Switchable()
     fake = await FakeProvider(behaviour).start()
-    doc = {"breaker_store": redis.url, "drain_timeout": 5, "upstreams": [{
+    doc = {"store": redis.url, "drain_timeout": 5, "upstreams": [{
         "name": "pay", "url": fake.url + "/v1", "callers": ["*"], "allow_private_addresses": True,
         "retry": {"attempts": 1}, "breaker": {"failures": 3, "reset_after": 30},
     }]}

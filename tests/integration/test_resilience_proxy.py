@@ -165,7 +165,7 @@ async def test_requests_say_when_the_shared_breaker_store_is_down(provider, prox
     from tests.process import free_port
     fake = await provider()
     dead = free_port()  # nothing listens: Redis is "down" from the start
-    p = await proxy(base_config([up(fake.url)], breaker_store=f"redis://127.0.0.1:{dead}/0"))
+    p = await proxy(base_config([up(fake.url)], store=f"redis://127.0.0.1:{dead}/0"))
     seen = []
     p.state.observers.append(seen.append)
     async with p.request("GET", "/pay/x") as resp:

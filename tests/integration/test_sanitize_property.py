@@ -11,10 +11,11 @@ import urllib.parse
 import orjson
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from egress import app as egress_app
-from egress.settings import settings_from_dict
+from egress.config import settings_from_dict
 from tests.conftest import REPO, base_config
 from tests.fakes import INTERNAL_ISSUER, BackgroundLoop, FakeProvider, make_jwt
 

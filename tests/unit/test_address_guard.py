@@ -1,6 +1,6 @@
 import pytest
 
-from egress.upstream import address_allowed
+from egress.send.client import address_allowed
 
 CASES = [
     ("public-v4", "93.184.216.34", True),
@@ -54,7 +54,7 @@ def _info(ip, family=None):
 def test_socket_factory_refuses_before_connecting(allow, ip, blocked):
     import ipaddress
 
-    from egress.upstream import BlockedAddressError, guarded_socket_factory
+    from egress.send.client import BlockedAddressError, guarded_socket_factory
     allow = (ipaddress.ip_network("10.1.0.0/16"),) if allow == "net" else allow
     factory = guarded_socket_factory(allow)
     if blocked:

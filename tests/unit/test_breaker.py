@@ -6,12 +6,19 @@ import asyncio
 
 import pytest
 
+from egress.config import BreakerSettings, Retry
 from egress.errors import (
-    AddressBlocked, CircuitOpen, ContractViolation, InvalidJson, RedirectBlocked, ResponseTooLarge,
-    UnexpectedContentEncoding, UpstreamTimeout, UpstreamUnavailable,
+    AddressBlocked,
+    CircuitOpen,
+    ContractViolation,
+    InvalidJson,
+    RedirectBlocked,
+    ResponseTooLarge,
+    UnexpectedContentEncoding,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
-from egress.resilience import BreakerRegistry, RetryBudget, call_with_resilience
-from egress.settings import BreakerSettings, Retry
+from egress.send.resilience import BreakerRegistry, RetryBudget, call_with_resilience
 
 ONE_ATTEMPT = Retry(attempts=1)
 SETTINGS = BreakerSettings(failures=5, reset_after=30.0)

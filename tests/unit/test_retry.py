@@ -6,14 +6,14 @@ import asyncio
 from email.utils import formatdate
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from egress.errors import (
-    AddressBlocked, CircuitOpen, UpstreamTimeout, UpstreamUnavailable,
-)
-from egress.resilience import BreakerRegistry, RetryBudget, call_with_resilience
-from egress.settings import BreakerSettings, Retry
+from egress.config import BreakerSettings, Retry
+from egress.errors import AddressBlocked, CircuitOpen, UpstreamTimeout, UpstreamUnavailable
+from egress.send.resilience import BreakerRegistry, RetryBudget, call_with_resilience
 
 WALL_AT_START = 1_700_000_000.0
 NEVER_OPENS = BreakerSettings(failures=10**9)

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from egress.config import settings_from_dict
 from egress.errors import DestinationNotAllowed, TunnelNotAllowed
 from egress.routes import Router
-from egress.settings import settings_from_dict
 
 SETTINGS = settings_from_dict({"upstreams": [
     {"name": "payments", "url": "https://api.payments.example/v1"},

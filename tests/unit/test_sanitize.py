@@ -4,10 +4,11 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
+from egress import credentials
+from egress.config import settings_from_dict
 from egress.errors import InternalTokenInBody
 from egress.exchange import Exchange
 from egress.sanitize import REDACTED, Sanitizer
-from egress.settings import settings_from_dict
 from tests.fakes import INTERNAL_ISSUER, make_jwt
 
 INTERNAL = make_jwt(INTERNAL_ISSUER)
@@ -45,6 +46,8 @@ def test_headers(case):
     san, up = make()
     ex = Exchange("GET")
     out = san.headers(CIMultiDict(incoming), up, ex)
+    assert "Authorization" not in out  # sanitize strips it; credentials inject the partner's
+    credentials.inject(out, up, ex)
     assert [(k, v) for k, v in out.items() if k != "Authorization"] == kept
     assert out.getall("Authorization") == ["Bearer partner-cred"]  # injected, replacing any caller value
     names = [e.name for e in ex.events]
@@ -55,7 +58,9 @@ def test_headers(case):
 
 def test_caller_authorization_replaced_by_credential():
     san, up = make()
-    out = san.headers(CIMultiDict([("Authorization", "Bearer internal-session")]), up, Exchange("GET"))
+    ex = Exchange("GET")
+    out = san.headers(CIMultiDict([("Authorization", "Bearer internal-session")]), up, ex)
+    credentials.inject(out, up, ex)
     assert out.getall("Authorization") == ["Bearer partner-cred"]
 
 
@@ -131,6 +136,7 @@ def test_body_partner_token_untouched():
 
 def test_body_compressed_by_caller_is_inspected():
     import gzip
+
     from egress.errors import RequestEncodingNotSupported
     raw = gzip.compress(orjson.dumps(BODY))
     for mode in ("block", "redact"):  # a compressed body is never re-compressed: redact refuses

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from egress.config import load_settings, settings_from_dict
 from egress.errors import ConfigError
-from egress.settings import load_settings, settings_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,3 +93,15 @@ def test_demo_config_loads():
     s = load_settings(REPO / "config" / "egress.yaml", {})
     assert [u.name for u in s.upstreams] == ["payments", "github"]
     assert s.contracts_dir == (REPO / "contracts").resolve()
+
+
+def test_store_key_and_its_older_name(tmp_path):
+    base = {"upstreams": [{"name": "p", "url": "https://api.example"}]}
+    assert settings_from_dict({**base, "store": "redis://r:6379/0"}, base_dir=tmp_path, environ={}).store \
+        == "redis://r:6379/0"
+    assert settings_from_dict({**base, "breaker_store": "redis://r:6379/1"}, base_dir=tmp_path, environ={}).store \
+        == "redis://r:6379/1"
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict({**base, "store": "memory", "breaker_store": "redis://r:6379/1"}, base_dir=tmp_path,
+                           environ={})
+    assert err.value.problems == ["breaker_store is the older name of store: give one of them"]

@@ -14,9 +14,9 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from egress import app as egress_app
-from egress.logs import JsonFormatter
-from egress.observe import Observability
-from egress.settings import settings_from_dict
+from egress.config import settings_from_dict
+from egress.observe.logs import JsonFormatter
+from egress.observe.observe import Observability
 from tests.fakes import FakeProvider
 
 REPO = Path(__file__).resolve().parents[3]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import orjson
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from egress.inventory import render_table
+from egress.observe.inventory import render_table
 
 
 async def ok(request):

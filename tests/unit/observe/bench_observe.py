@@ -6,8 +6,8 @@ import logging
 import os
 import time
 
-from egress.logs import JsonFormatter
-from egress.observe import Observability
+from egress.observe.logs import JsonFormatter
+from egress.observe.observe import Observability
 
 from .factories import exchange, settings
 from .test_observe import traced

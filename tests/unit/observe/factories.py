@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from egress.config import settings_from_dict
 from egress.exchange import Attempt, Exchange
-from egress.settings import settings_from_dict
-from egress.tracecontext import new_span_id, new_trace_id
+from egress.observe.tracecontext import new_span_id, new_trace_id
 
 
 def settings(*names: str, **extra):

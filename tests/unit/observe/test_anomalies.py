@@ -1,6 +1,6 @@
 import pytest
 
-from egress.anomalies import Baselines, BaselineSettings
+from egress.observe.anomalies import Baselines, BaselineSettings
 
 KEY = ("pay", "GET /charges/{id}")
 

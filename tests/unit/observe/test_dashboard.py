@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from egress.metrics import COUNTERS, HISTOGRAMS
+from egress.observe.metrics import COUNTERS, HISTOGRAMS
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy/grafana/egress-dashboard.json"
 

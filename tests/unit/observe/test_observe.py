@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from egress import inventory as inv_mod
-from egress.observe import Observability
-from egress.telemetry import Sampler, clean_attrs, exporter_configured
+from egress.observe import inventory as inv_mod
+from egress.observe.observe import Observability
+from egress.observe.telemetry import Sampler, clean_attrs, exporter_configured
 
 from .factories import denied, exchange, settings
 

@@ -1,6 +1,6 @@
 import pytest
 
-from egress.templating import OperationNames, template_path
+from egress.observe.templating import OperationNames, template_path
 
 CASES = [
     ("digits", "/users/12345", "/users/{id}"),

@@ -24,13 +24,13 @@ from typing import Callable, Mapping
 import orjson
 from aiohttp import web
 
-from . import accesslog, telemetry
-from .anomalies import Baselines, BaselineSettings
-from .exchange import Exchange
-from .inventory import Inventory
-from .logs import log
-from .metrics import CONTENT_TYPE, Metrics
-from .templating import OTHER, OperationNames
+from egress.exchange import Exchange
+from egress.observe import accesslog, telemetry
+from egress.observe.anomalies import Baselines, BaselineSettings
+from egress.observe.inventory import Inventory
+from egress.observe.logs import log
+from egress.observe.metrics import CONTENT_TYPE, Metrics
+from egress.observe.templating import OTHER, OperationNames
 
 
 def _configured(settings) -> dict[str, dict]:

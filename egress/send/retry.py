@@ -28,9 +28,9 @@ from typing import Any, Awaitable, Callable
 import tenacity
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt
 
-from .breaker import Breaker
-from .errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
-from .settings import Retry
+from egress.config import Retry
+from egress.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
+from egress.send.breaker import Breaker
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
-from .exchange import Exchange
+from egress.exchange import Exchange
 
 log = logging.getLogger("egress")
 

@@ -1,4 +1,4 @@
-"""Callers: who is calling (the caller header) and may they use this upstream.
+"""Caller identity from the caller header (`callers.identity: header`), optionally HMAC-signed.
 
 Trust model (docs/security.md): by default the caller header is asserted by internal services
 on the internal network and egress trusts it as it trusts the network.  Opt-in signed identity
@@ -19,8 +19,8 @@ import re
 import time
 from typing import Callable, Mapping
 
-from .errors import CallerMissing, CallerNotAllowed
-from .settings import Callers, Upstream
+from egress.config import Callers
+from egress.errors import CallerMissing, CallerNotAllowed
 
 ANONYMOUS = "-"
 _VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -80,8 +80,3 @@ def sign(key: str, timestamp: int, caller: str, method: str, target: str) -> str
     """The v1 signature (hex) a caller sends: HMAC-SHA256(key, "<t>.<caller>.<METHOD>.<target>")."""
     message = f"{timestamp}.{caller}.{method.upper()}.{target}".encode("utf-8", "surrogateescape")
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def authorize(upstream: Upstream, caller: str) -> None:
-    if not upstream.allows_caller(caller):
-        raise CallerNotAllowed(f"caller is not in the callers list of upstream {upstream.name}")

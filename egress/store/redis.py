@@ -1,21 +1,20 @@
-"""Cross-replica breaker state through Redis (redis.asyncio), never on the request path.
+"""The Redis store (`store: redis://...`): state shared across replicas, never on the request path.
 
-Each replica keeps its own local breakers (breaker.py).  This store, in one background task:
+One connection, one background task, one pub/sub channel (`egress:changes`) for every kind of
+shared state.  A kind is a `Keyspace` (`store.keyspace("breaker", on_remote, snapshot)`):
+its keys are `egress:{kind}:{key}`, each a JSON `{"value", "instance", "at"}` that expires
+with the state it describes (PX = seconds left).  Breakers are the first kind; rate-limit
+buckets, provider holds and suspensions are more kinds of the same store.
 
-- publishes every LOCAL open/close (the registry calls `_enqueue` synchronously; a bounded
-  queue that drops the oldest change when Redis is slow or down): an open sets
-  `egress:breaker:{key}` with PX = the time left open, a close deletes it, and both are
-  published on the channel `egress:breaker:changes` as JSON
-  {"key", "state", "remaining", "at" (wall time), "instance"};
-- applies other replicas' messages (its own are ignored): a remote open opens the key here
-  for the time left, a remote close closes it (`BreakerRegistry.apply_remote`);
-- on start and after every reconnect reads the `egress:breaker:*` keys (PTTL = time left), so
-  a replica started after the trip also rejects, and writes its own open breakers back
-  (SET NX) in case Redis lost them.
-
-Half-open is local: once the open period ends every replica sends its own single probe (at
-most one probe per replica per period, no Redis round trip on the request path).  A probe
-that fails re-opens the key everywhere; one that succeeds closes it everywhere.
+- `Keyspace.put`/`delete` are synchronous and do no I/O (the request path may call them): a
+  bounded queue that drops the oldest change when Redis is slow or down; the background task
+  writes each change (SET PX or DEL) and publishes it as JSON
+  {"kind", "key", "value", "ttl", "deleted", "instance"};
+- other replicas' messages (our own are ignored) reach the kind's `on_remote(key, value,
+  ttl, deleted)`;
+- on start and after every reconnect every kind's keys are read (PTTL = time left), so a
+  replica started late sees what others hold, and the kind's `snapshot()` is written back
+  (SET NX) in case Redis lost it.
 
 Redis down: requests keep being served on local state, `connected` is False, on_event
 ("redis_down", detail) fires once per outage and ("redis_up", detail) on recovery;
@@ -36,29 +35,31 @@ from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import NoBackoff
 from yarl import URL
 
-from .breaker import CLOSED, OPEN, BreakerChange, BreakerRegistry
+from egress.store.keyspace import Change, Keyspace, OnRemote, Snapshot
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "egress:breaker:changes"
-KEY_PREFIX = "egress:breaker:"
+CHANNEL = "egress:changes"
+PREFIX = "egress:"
 
 
-class RedisBreakerStore:
-    """Shares breaker opens/closes between replicas; `connected` says whether Redis is reachable."""
+class RedisStore:
+    """Shares every keyspace's changes between replicas; `connected` says whether Redis is reachable."""
 
-    def __init__(self, url: str, registry: BreakerRegistry, *, instance_id: str,
-                 on_event: Callable[[str, str], None] | None = None, queue_size: int = 1000,
-                 socket_timeout: float = 0.5, backoff: float = 0.1, max_backoff: float = 5.0,
-                 ping_interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
-        self._url, self._registry, self.instance_id = url, registry, instance_id
+    shared = True
+
+    def __init__(self, url: str, *, instance_id: str, on_event: Callable[[str, str], None] | None = None,
+                 queue_size: int = 1000, socket_timeout: float = 0.5, backoff: float = 0.1,
+                 max_backoff: float = 5.0, ping_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._url, self.instance_id = url, instance_id
         parsed = URL(url)
         self._where = f"{parsed.host}:{parsed.port}/{parsed.path.lstrip('/') or '0'}"   # no credentials
         self._on_event = on_event
-        self._queue: deque[tuple[BreakerChange, float]] = deque(maxlen=queue_size)
+        self._spaces: dict[str, Keyspace] = {}
+        self._queue: deque[tuple[Change, float]] = deque(maxlen=queue_size)
         self._socket_timeout, self._backoff, self._max_backoff = socket_timeout, backoff, max_backoff
-        self._ping_interval, self._clock, self._wall = ping_interval, clock, wall
+        self._ping_interval, self._clock = ping_interval, clock
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._first_attempt = asyncio.Event()
@@ -69,10 +70,14 @@ class RedisBreakerStore:
         self.connected = False
         self.dropped = 0          # changes dropped because the queue was full
 
+    def keyspace(self, kind: str, on_remote: OnRemote | None = None, snapshot: Snapshot | None = None) -> Keyspace:
+        """Register a kind of shared state (before start())."""
+        space = self._spaces[kind] = Keyspace(kind, self._enqueue, on_remote, snapshot)
+        return space
+
     async def start(self, wait: float = 2.0) -> None:
         """Start the background task; wait up to `wait` s for the first connection (never fails)."""
-        self._registry.set_publisher(self._enqueue)
-        self._task = asyncio.create_task(self._run(), name="egress-breaker-store")
+        self._task = asyncio.create_task(self._run(), name="egress-store")
         try:
             await asyncio.wait_for(self._first_attempt.wait(), wait)
         except asyncio.TimeoutError:
@@ -82,7 +87,6 @@ class RedisBreakerStore:
         """Stop the background task.  Does not rely on redis-py honouring a single cancel
         (a cancel that lands inside a redis-py call was seen swallowed): a flag ends the
         loops, and the task is cancelled again until it ends or `wait` runs out."""
-        self._registry.set_publisher(None)
         self._stopping = True
         self._wakeup.set()
         task, self._task = self._task, None
@@ -92,12 +96,15 @@ class RedisBreakerStore:
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.1)
             if not task.done():
-                log.warning("breaker store task did not stop within %.1fs", wait)
+                log.warning("store task did not stop within %.1fs", wait)
+        self._queue.clear()
         self.connected = False
 
     # ------------------------------------------------------------ request path (sync, no I/O)
 
-    def _enqueue(self, change: BreakerChange) -> None:
+    def _enqueue(self, change: Change) -> None:
+        if self._stopping:
+            return
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
         self._queue.append((change, self._clock()))
@@ -131,8 +138,9 @@ class RedisBreakerStore:
         self._session_id += 1
         try:
             await pubsub.subscribe(CHANNEL)
-            await self._load(client)
-            await self._write_back(client)
+            for space in list(self._spaces.values()):
+                await self._load(client, space)
+                await self._write_back(client, space)
             self._up()
             sid = self._session_id
             tasks = {asyncio.create_task(self._read(pubsub, sid)), asyncio.create_task(self._write(client, sid)),
@@ -156,21 +164,28 @@ class RedisBreakerStore:
     def _live(self, sid: int) -> bool:
         return sid == self._session_id and not self._stopping
 
-    async def _load(self, client: aioredis.Redis) -> None:
-        """Late joiner / after reconnect: open every key another replica holds open."""
-        async for raw_key in client.scan_iter(match=KEY_PREFIX + "*", count=500):
+    async def _load(self, client: aioredis.Redis, space: Keyspace) -> None:
+        """Late joiner / after reconnect: hand every key another replica holds to its kind."""
+        if space.on_remote is None:
+            return
+        prefix = f"{PREFIX}{space.kind}:"
+        async for raw_key in client.scan_iter(match=prefix + "*", count=500):
             async with client.pipeline(transaction=False) as pipe:
                 value, pttl = await pipe.get(raw_key).pttl(raw_key).execute()
-            if value is None or pttl is None or pttl <= 0:
+            if value is None or pttl is None or pttl == -2:
                 continue
             msg = self._parse(value)
-            if msg is not None and msg.get("instance") != self.instance_id:
-                self._registry.apply_remote(msg["key"], OPEN, pttl / 1000.0, float(msg.get("at", 0.0)))
+            if msg is None or msg.get("instance") == self.instance_id:
+                continue
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            self._deliver(space, key[len(prefix):], msg.get("value"), pttl / 1000.0 if pttl > 0 else None, False)
 
-    async def _write_back(self, client: aioredis.Redis) -> None:
-        for key, left in self._registry.open_breakers():
-            body = self._message(key, OPEN, left, self._wall())
-            await client.set(KEY_PREFIX + key, body, px=max(1, int(left * 1000)), nx=True)
+    async def _write_back(self, client: aioredis.Redis, space: Keyspace) -> None:
+        if space.snapshot is None:
+            return
+        for key, value, ttl in space.snapshot():
+            body = json.dumps({"value": value, "instance": self.instance_id})
+            await client.set(f"{PREFIX}{space.kind}:{key}", body, px=max(1, int(ttl * 1000)), nx=True)
 
     async def _read(self, pubsub, sid: int) -> None:
         while self._live(sid):
@@ -180,26 +195,32 @@ class RedisBreakerStore:
             data = self._parse(msg["data"])
             if data is None or data.get("instance") == self.instance_id:
                 continue
-            state = data.get("state")
-            if state in (OPEN, CLOSED) and isinstance(data.get("key"), str):
-                self._registry.apply_remote(data["key"], state, float(data.get("remaining", 0.0)),
-                                            float(data.get("at", 0.0)))
+            space = self._spaces.get(data.get("kind"))
+            if space is None or not isinstance(data.get("key"), str):
+                continue
+            ttl = data.get("ttl")
+            self._deliver(space, data["key"], data.get("value"), float(ttl) if ttl is not None else None,
+                          bool(data.get("deleted")))
 
     async def _write(self, client: aioredis.Redis, sid: int) -> None:
         while self._live(sid):
             while self._queue and self._live(sid):
                 change, queued_at = self._queue[0]
-                remaining = change.remaining - (self._clock() - queued_at)
-                if change.state == OPEN and remaining <= 0:
-                    self._queue.popleft()
+                ttl = None if change.ttl is None else change.ttl - (self._clock() - queued_at)
+                if not change.deleted and ttl is not None and ttl <= 0:
+                    self._queue.popleft()         # expired while queued: nothing left to share
                     continue
-                body = self._message(change.key, change.state, max(remaining, 0.0), change.at)
+                key = f"{PREFIX}{change.kind}:{change.key}"
+                message = json.dumps({"kind": change.kind, "key": change.key, "value": change.value,
+                                      "ttl": None if ttl is None else round(ttl, 3),
+                                      "deleted": change.deleted, "instance": self.instance_id})
                 async with client.pipeline(transaction=False) as pipe:
-                    if change.state == OPEN:
-                        pipe.set(KEY_PREFIX + change.key, body, px=max(1, int(remaining * 1000)))
+                    if change.deleted:
+                        pipe.delete(key)
                     else:
-                        pipe.delete(KEY_PREFIX + change.key)
-                    pipe.publish(CHANNEL, body)
+                        body = json.dumps({"value": change.value, "instance": self.instance_id})
+                        pipe.set(key, body, px=max(1, int(ttl * 1000)) if ttl is not None else None)
+                    pipe.publish(CHANNEL, message)
                     await pipe.execute()
                 if self._queue and self._queue[0][0] is change:
                     self._queue.popleft()     # only once Redis took it: survives an outage
@@ -216,9 +237,12 @@ class RedisBreakerStore:
 
     # ------------------------------------------------------------ helpers
 
-    def _message(self, key: str, state: str, remaining: float, at: float) -> str:
-        return json.dumps({"key": key, "state": state, "remaining": round(remaining, 3),
-                           "at": at, "instance": self.instance_id})
+    @staticmethod
+    def _deliver(space: Keyspace, key: str, value, ttl: float | None, deleted: bool) -> None:
+        try:
+            space.on_remote(key, value, ttl, deleted)
+        except Exception:
+            log.exception("store: applying a remote %s change failed", space.kind)
 
     @staticmethod
     def _parse(raw) -> dict | None:
@@ -226,7 +250,7 @@ class RedisBreakerStore:
             data = json.loads(raw)
         except (TypeError, ValueError):
             return None
-        return data if isinstance(data, dict) and isinstance(data.get("key"), str) else None
+        return data if isinstance(data, dict) else None
 
     def _up(self) -> None:
         self.connected = True
@@ -247,7 +271,7 @@ class RedisBreakerStore:
             try:
                 self._on_event(kind, detail)
             except Exception:
-                log.exception("breaker store on_event callback failed")
+                log.exception("store on_event callback failed")
 
     @staticmethod
     async def _close(resource) -> None:

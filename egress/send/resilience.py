@@ -10,11 +10,12 @@ The pipeline imports from here only:
     breaker.record_violation()        # after the body was checked and found in breach
 
 pybreaker is translated into CircuitOpen in breaker.py, tenacity's RetryError in retry.py;
-no foreign exception leaves either.  Cross-replica state: breaker_store.py.
+no foreign exception leaves either.  Cross-replica state: breakers.py through store/.
 """
 
-from .breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerChange, BreakerRegistry, Permit
-from .retry import IDEMPOTENT_METHODS, RetryBudget, RetryEvent, call_with_resilience, retry_after_seconds
+from egress.send.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerChange, Permit
+from egress.send.breakers import BreakerRegistry
+from egress.send.retry import IDEMPOTENT_METHODS, RetryBudget, RetryEvent, call_with_resilience, retry_after_seconds
 
 __all__ = [
     "CLOSED", "HALF_OPEN", "OPEN", "Breaker", "BreakerChange", "BreakerRegistry", "Permit",

@@ -1,11 +1,10 @@
-"""Configuration: the only reader of config/; YAML -> JSON Schema check -> frozen dataclasses.
+"""Loading the configuration: the only reader of config/; YAML -> JSON Schema check -> model.
 
 `load_settings(path, environ)` returns a `Settings` or raises `ConfigError` listing every
 problem, each naming its key path (`upstreams[1].timeout.total must be > 0, got -1`).
 `${NAME}` (or `${NAME:-default}`) references in string values are resolved from `environ`
-after the schema check;
-a missing variable is an error naming it.  Credential values are wrapped in `Secret`, whose
-repr never shows the value.
+after the schema check; a missing variable is an error naming it.  Cross-field checks
+(unique names and targets, contract files, caller keys) run here too.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,130 +21,25 @@ import jsonschema
 import yaml
 from yarl import URL
 
-from .errors import ConfigError
+from egress.config.model import (
+    BreakerSettings,
+    Callers,
+    Credential,
+    Limits,
+    Record,
+    Redirects,
+    Retry,
+    Sanitize,
+    Secret,
+    Settings,
+    Timeout,
+    Tls,
+    Upstream,
+)
+from egress.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {"credential", "hmac_keys"}
-
-
-class Secret(str):
-    """A string that never shows itself in a repr (logs, tracebacks, error lists)."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
-@dataclass(frozen=True)
-class Timeout:
-    connect: float = 2.0
-    total: float = 10.0
-
-
-@dataclass(frozen=True)
-class Retry:
-    attempts: int = 3
-    backoff: float = 0.1
-    max_backoff: float = 2.0
-    on_status: tuple[int, ...] = (502, 503, 504)
-    budget: float = 0.2
-    max_retry_after: float = 5.0
-    replay_buffer_bytes: int = 1048576
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    failures: int = 5
-    reset_after: float = 30.0
-    count_violations: bool = True
-    scope: str = "upstream"
-    on_status: tuple[int, ...] = (500, 502, 503, 504)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_request_bytes: int = 10485760
-    max_response_bytes: int = 10485760
-    max_decompressed_bytes: int = 52428800
-    max_json_depth: int = 64
-    max_violations: int = 10
-
-
-@dataclass(frozen=True)
-class Redirects:
-    follow: bool = False
-    max_hops: int = 5
-    allow_hosts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Tls:
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Credential:
-    header: str
-    value: Secret
-
-
-@dataclass(frozen=True)
-class Upstream:
-    name: str
-    url: URL
-    callers: tuple[str, ...] = ("*",)
-    contract: str | None = None
-    mode: str = "enforce"
-    unmatched: str = "report"
-    credential: Credential | None = None
-    timeout: Timeout = Timeout()
-    retry: Retry = Retry()
-    breaker: BreakerSettings = BreakerSettings()
-    limits: Limits = Limits()
-    redirects: Redirects = Redirects()
-    tls: Tls = Tls()
-    # True: any address; False: public only; networks: public plus these (on-prem partners)
-    allow_private_addresses: bool | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = False
-    propagate_trace: bool = False
-
-    @property
-    def host(self) -> str:
-        return self.url.host or ""
-
-    @property
-    def port(self) -> int:
-        return self.url.port or (443 if self.url.scheme == "https" else 80)
-
-    @property
-    def base_path(self) -> str:
-        """The url's path without a trailing slash ("" for the root)."""
-        return self.url.raw_path.rstrip("/")
-
-    @property
-    def origin(self) -> str:
-        return str(self.url.origin())
-
-    def allows_caller(self, caller: str) -> bool:
-        return "*" in self.callers or caller in self.callers
-
-
-@dataclass(frozen=True)
-class Callers:
-    header: str = "X-Egress-Caller"
-    required: bool = True
-    # opt-in signed identity: caller name -> HMAC key; a name listed here is accepted only with
-    # a valid `signature_header` (callers.py); names not listed are trusted as before
-    hmac_keys: tuple[tuple[str, Secret], ...] = ()
-    signature_header: str = "X-Egress-Caller-Signature"
-    max_skew: float = 300.0
-
-    def key_for(self, caller: str) -> Secret | None:
-        for name, key in self.hmac_keys:
-            if name == caller:
-                return key
-        return None
-
 
 MIN_CALLER_KEY_CHARS = 16
 
@@ -162,49 +56,8 @@ def _build_callers(raw: dict, problems: list[str]) -> Callers:
     return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw)
 
 
-@dataclass(frozen=True)
-class Sanitize:
-    strip_headers: tuple[str, ...] = (
-        "authorization", "cookie", "proxy-authorization", "x-internal-*",
-        "x-forwarded-for", "forwarded", "baggage",
-    )
-    strip_query: tuple[str, ...] = ("access_token", "id_token", "api_key")
-    internal_jwt_issuers: tuple[str, ...] = ()
-    on_internal_token_in_body: str = "block"
-
-
-@dataclass(frozen=True)
-class Record:
-    dir: Path
-    max_files_per_operation: int = 20
-    max_bytes: int = 262144
-
-
-@dataclass(frozen=True)
-class Settings:
-    upstreams: tuple[Upstream, ...]
-    listen: tuple[str, int] = ("0.0.0.0", 8080)
-    admin_listen: tuple[str, int] = ("127.0.0.1", 9090)
-    contracts_dir: Path = Path("contracts")
-    callers: Callers = Callers()
-    sanitize: Sanitize = Sanitize()
-    breaker_store: str = "memory"
-    drain_timeout: float = 10.0
-    record: Record | None = None
-    source: Path | None = field(default=None, compare=False)
-
-    def upstream(self, name: str) -> Upstream | None:
-        for up in self.upstreams:
-            if up.name == name:
-                return up
-        return None
-
-
-# ---------------------------------------------------------------- loading
-
-
 def _schema() -> dict:
-    text = resources.files("egress").joinpath("config.schema.json").read_text()
+    text = resources.files("egress.config").joinpath("schema.json").read_text()
     return json.loads(text)
 
 
@@ -375,6 +228,8 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         rec = dict(doc["record"])
         rec["dir"] = base_dir / rec["dir"]
         record = Record(**rec)
+    if "store" in doc and "breaker_store" in doc and doc["store"] != doc["breaker_store"]:
+        problems.append("breaker_store is the older name of store: give one of them")
     if problems:
         raise ConfigError(problems)
     kwargs: dict[str, Any] = {}
@@ -387,7 +242,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         contracts_dir=contracts_dir,
         callers=callers,
         sanitize=Sanitize(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in san.items()}),
-        breaker_store=doc.get("breaker_store", "memory"),
+        store=doc.get("store", doc.get("breaker_store", "memory")),
         drain_timeout=doc.get("drain_timeout", 10.0),
         record=record,
         **kwargs,

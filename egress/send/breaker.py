@@ -1,4 +1,4 @@
-"""Circuit breakers: one per upstream (or upstream|operation), their states and the registry.
+"""Circuit breakers: one breaker's state machine (the registry of them: breakers.py).
 
 pybreaker owns the state machine (consecutive failures -> open; half-open probe success ->
 closed, failure -> open).  This module adds what pybreaker lacks on asyncio:
@@ -26,17 +26,22 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import pybreaker
 
-from .errors import (
-    CircuitOpen, ContractViolation, InvalidJson, ResponseTooLarge, UnexpectedContentEncoding,
-    UnexpectedContentType, UpstreamTimeout, UpstreamUnavailable,
+from egress.config import BreakerSettings
+from egress.errors import (
+    CircuitOpen,
+    ContractViolation,
+    InvalidJson,
+    ResponseTooLarge,
+    UnexpectedContentEncoding,
+    UnexpectedContentType,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
-from .settings import BreakerSettings
 
 log = logging.getLogger(__name__)
 
@@ -214,74 +219,3 @@ class Breaker:
             duration = self._open_for if self._open_for is not None else self.settings.reset_after
             self._open_until = self._clock() + duration
         self._notify(self, old, new, not self._remote)
-
-
-class BreakerRegistry:
-    """All breakers of the process, keyed `upstream` or `upstream|operation`; bounded."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 on_change: Callable[[str, str, str], None] | None = None,
-                 max_operations: int = 1000, max_pending: int = 10000) -> None:
-        self._clock, self._wall, self._on_change = clock, wall, on_change
-        self._max_operations, self._max_pending = max_operations, max_pending
-        self._breakers: dict[str, Breaker] = {}
-        self._operations: dict[str, int] = {}
-        self._pending: dict[str, tuple[float, float]] = {}   # remote opens for unseen keys: (until, at)
-        self._publisher: Callable[[BreakerChange], None] | None = None
-
-    def get(self, upstream: str, settings: BreakerSettings, operation: str | None = None) -> Breaker:
-        key = f"{upstream}|{operation}" if settings.scope == "operation" and operation else upstream
-        breaker = self._breakers.get(key)
-        if breaker is None:
-            if key != upstream:
-                if self._operations.get(upstream, 0) >= self._max_operations:
-                    return self.get(upstream, settings, None)    # beyond the bound: share
-                self._operations[upstream] = self._operations.get(upstream, 0) + 1
-            breaker = self._breakers[key] = Breaker(
-                key, settings, clock=self._clock, wall=self._wall, notify=self._changed)
-            pending = self._pending.pop(key, None)
-            if pending is not None and pending[0] > self._clock():
-                breaker.apply_remote(OPEN, pending[0] - self._clock(), pending[1])
-        elif breaker.settings != settings:
-            breaker.reconfigure(settings)
-        return breaker
-
-    def snapshot(self) -> dict[str, dict]:
-        return {key: {"state": b.state, "failures": b.failures, "retry_after": round(b.retry_after(), 3)}
-                for key, b in self._breakers.items()}
-
-    def open_breakers(self) -> list[tuple[str, float]]:
-        """(key, seconds left) of every breaker open now."""
-        return [(key, left) for key, b in self._breakers.items() if (left := b.retry_after()) > 0]
-
-    # ------------------------------------------------------------ cross-replica
-
-    def set_publisher(self, publisher: Callable[[BreakerChange], None] | None) -> None:
-        """`publisher(change)` is called synchronously on every LOCAL open/close; it must not block."""
-        self._publisher = publisher
-
-    def apply_remote(self, key: str, state: str, remaining: float, at: float) -> None:
-        breaker = self._breakers.get(key)
-        if breaker is not None:
-            breaker.apply_remote(state, remaining, at)
-        elif state == OPEN and remaining > 0:
-            if len(self._pending) >= self._max_pending:
-                now = self._clock()
-                self._pending = {k: v for k, v in self._pending.items() if v[0] > now}
-            if len(self._pending) < self._max_pending:
-                self._pending[key] = (self._clock() + remaining, at)
-        elif state == CLOSED:
-            self._pending.pop(key, None)
-
-    def _changed(self, breaker: Breaker, old: str, new: str, local: bool) -> None:
-        if self._on_change is not None:
-            try:
-                self._on_change(breaker.key, old, new)
-            except Exception:  # a metrics callback must never break the request path
-                log.exception("breaker on_change callback failed for %s", breaker.key)
-        if local and self._publisher is not None and new in (OPEN, CLOSED):
-            remaining = breaker.settings.reset_after if new == OPEN else 0.0
-            try:
-                self._publisher(BreakerChange(breaker.key, new, remaining, breaker.changed_at))
-            except Exception:
-                log.exception("breaker publisher failed for %s", breaker.key)

@@ -20,9 +20,8 @@ from aiohttp import http_exceptions
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .errors import (AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout,
-                     UpstreamUnavailable)
-from .settings import Upstream
+from egress.config import Upstream
+from egress.errors import AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -1,8 +1,8 @@
-"""Runtime: everything compiled from one config generation, swapped atomically on reload.
+"""One config generation: everything compiled from one config, swapped atomically on reload.
 
-A `Runtime` holds the settings, router, sanitizer, compiled contracts and one upstream
-client per upstream.  `build_runtime` compiles all of it or raises ConfigError listing every
-problem; a request keeps the runtime it started with until it ends.
+A `Generation` (outlived by the process, process.py; outliving each request, exchange.py) holds the settings, router, sanitizer, compiled contracts and one upstream
+client per upstream.  `build_generation` compiles all of it or raises ConfigError listing every
+problem; a request keeps the generation it started with until it ends.
 """
 
 from __future__ import annotations
@@ -12,24 +12,24 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
-from .routes import Router
-from .sanitize import Sanitizer
-from .settings import Settings, Upstream
-from .upstream import UpstreamClient
+from egress.config import Settings, Upstream
+from egress.errors import ConfigError
+from egress.routes import Router
+from egress.sanitize import Sanitizer
+from egress.send.client import UpstreamClient
 
 _generations = itertools.count(1)
 
 
 @dataclass(eq=False)
-class Runtime:
+class Generation:
     settings: Settings
     router: Router
     sanitizer: Sanitizer
     contracts: dict[str, Any]  # upstream name -> egress.contracts.Contract (or absent)
     clients: dict[str, UpstreamClient]
     recorder: Any = None  # contracts.record.Recorder when `record:` is configured
-    generation: int = field(default_factory=lambda: next(_generations))
+    number: int = field(default_factory=lambda: next(_generations))
     in_flight: int = 0
 
     def contract_for(self, up: Upstream):
@@ -40,7 +40,7 @@ class Runtime:
             await client.start()
 
     async def close(self, *, grace: float = 0.0) -> None:
-        """Close sessions once requests that started under this runtime have finished."""
+        """Close sessions once requests that started under this generation have finished."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self.in_flight and loop.time() < deadline:
@@ -55,7 +55,7 @@ def compile_contracts(settings: Settings) -> dict[str, Any]:
     for i, up in enumerate(settings.upstreams):
         if not up.contract:
             continue
-        from .contracts import load_contract
+        from egress.contracts import load_contract
 
         try:
             compiled[up.name] = load_contract(settings.contracts_dir / up.contract,
@@ -68,14 +68,14 @@ def compile_contracts(settings: Settings) -> dict[str, Any]:
     return compiled
 
 
-def build_runtime(settings: Settings, *, resolver=None) -> Runtime:
+def build_generation(settings: Settings, *, resolver=None) -> Generation:
     """Compile a config generation (contracts included); raise ConfigError on any problem."""
     recorder = None
     if settings.record is not None:
-        from .contracts.record import Recorder
+        from egress.contracts.record import Recorder
         recorder = Recorder(settings.record.dir, settings.record.max_files_per_operation,
                             settings.record.max_bytes)
-    return Runtime(
+    return Generation(
         settings=settings,
         recorder=recorder,
         router=Router(settings),

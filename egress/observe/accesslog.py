@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from .exchange import Exchange
-from .logs import LOGGER, log_fast
+from egress.exchange import Exchange
+from egress.observe.logs import LOGGER, log_fast
 
 MESSAGE = "access"
 

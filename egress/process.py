@@ -1,5 +1,6 @@
-"""Proxy state that outlives a config generation: the current Runtime, breakers, retry
-budgets, observers and the draining flag.  Reload swaps the Runtime atomically."""
+"""The process: what outlives every config generation — the current Generation, the store,
+breakers, retry budgets, observers and the draining flag.  Reload swaps the Generation
+atomically; a request keeps the generation it started with (exchange.py: one request)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,22 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from .errors import ConfigError
-from .exchange import Exchange
-from .logs import log
-from .resilience import BreakerRegistry, RetryBudget
-from .runtime import Runtime, build_runtime
-from .settings import load_settings
+from egress.config import load_settings
+from egress.errors import ConfigError
+from egress.exchange import CURRENT, Exchange
+from egress.generation import Generation, build_generation
+from egress.observe.logs import log
+from egress.send.resilience import BreakerRegistry, RetryBudget
+from egress.store import MemoryStore, open_store
 
 Observer = Callable[[Exchange], None]
 DRIFT_SAMPLES_PER_OPERATION = 50
 
 
-class ProxyState:
-    def __init__(self, runtime: Runtime, *, observers: list[Observer] | None = None, resolver=None,
+class ProcessState:
+    def __init__(self, generation: Generation, *, observers: list[Observer] | None = None, resolver=None,
                  obs=None) -> None:
-        self.runtime = runtime
+        self.generation = generation
         self.obs = obs  # observe.Observability: metrics, traces, inventory, access log
         self.breakers = BreakerRegistry(on_change=self._breaker_changed)
         self.observers: list[Observer] = list(observers or ())
@@ -34,27 +36,25 @@ class ProxyState:
         self._budgets: dict[str, RetryBudget] = {}
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
-        self.store = None  # RedisBreakerStore when breaker_store is redis://
+        self.store = MemoryStore()  # replaced at start() by the configured `store:`
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Background parts (shared breaker store); nothing here sits on the request path.
+        """Background parts (the shared store); nothing here sits on the request path.
 
-        `breaker_store` is read at start only: changing it needs a restart."""
-        url = self.runtime.settings.breaker_store
-        if url != "memory":
-            from .breaker_store import RedisBreakerStore
-            instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            self.store = RedisBreakerStore(url, self.breakers, instance_id=instance,
-                                           on_event=self._store_event)
-            await self.store.start()
+        `store` is read at start only: changing it needs a restart."""
+        instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.store = open_store(self.generation.settings.store, instance_id=instance,
+                                on_event=self._store_event)
+        self.breakers.share_through(self.store)
+        await self.store.start()
 
     async def stop(self) -> None:
         """Stop what start() started."""
-        if self.store is not None:
-            await self.store.stop()
+        self.breakers.set_publisher(None)
+        await self.store.stop()
 
     def _store_event(self, kind: str, detail: str) -> None:
         """Called from the store's background task (no exchange is current there): one log
@@ -72,7 +72,7 @@ class ProxyState:
     # ------------------------------------------------------------ per request
     def store_down(self) -> bool:
         """The shared breaker store is configured but unreachable (breakers are local now)."""
-        return self.store is not None and not self.store.connected
+        return not self.store.connected
 
     def budget(self, upstream: str, ratio: float) -> RetryBudget:
         budget = self._budgets.get(upstream)
@@ -95,7 +95,6 @@ class ProxyState:
         ex.event(f"egress.{event.kind}", **attrs)
 
     def _breaker_changed(self, key: str, old: str, new: str) -> None:
-        from .pipeline import CURRENT
         ex = CURRENT.get()
         if ex is not None:
             ex.event("egress.breaker_state_change", breaker=key, old=old, new=new)
@@ -117,16 +116,16 @@ class ProxyState:
         async with self._reload_lock:
             try:
                 settings = load_settings(path, os.environ)
-                runtime = build_runtime(settings, resolver=self.resolver)
+                generation = build_generation(settings, resolver=self.resolver)
             except ConfigError as exc:
                 log(logging.ERROR, "reload refused", problems=len(exc.problems))
                 return exc.problems
-            await runtime.start()
-            old, self.runtime = self.runtime, runtime
+            await generation.start()
+            old, self.generation = self.generation, generation
             if self.obs is not None:
                 self.obs.reconfigure(settings)
             grace = max((up.timeout.total for up in old.settings.upstreams), default=10.0)
             asyncio.get_running_loop().create_task(old.close(grace=grace))
-            log(logging.INFO, "reloaded", generation=runtime.generation,
+            log(logging.INFO, "reloaded", generation=generation.number,
                 upstreams=len(settings.upstreams))
             return []

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from . import bodies
-from .errors import ContractViolation, InvalidJson, RedirectBlocked, ResponseTooLarge, UnexpectedContentType
-from .exchange import Exchange
-from .routes import Router
-from .settings import Upstream
-from .upstream import REDIRECT_STATUSES, UpstreamResponse
+from egress.config import Upstream
+from egress.errors import ContractViolation, InvalidJson, RedirectBlocked, ResponseTooLarge, UnexpectedContentType
+from egress.exchange import Exchange
+from egress.routes import Router
+from egress.send import bodies
+from egress.send.client import REDIRECT_STATUSES, UpstreamResponse
 
 _ENFORCE_ERRORS = {
     "contract_violation": ContractViolation,

@@ -14,8 +14,8 @@ from typing import Callable
 
 import orjson
 
-from .exchange import Exchange
-from .metrics import status_class
+from egress.exchange import Exchange
+from egress.observe.metrics import status_class
 
 VERSION = 1
 MAX_CALLERS = 50          # per operation

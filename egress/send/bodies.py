@@ -10,7 +10,7 @@ import zlib
 
 from aiohttp import StreamReader
 
-from .errors import RequestTooLarge, ResponseTooLarge, UnexpectedContentEncoding
+from egress.errors import RequestTooLarge, ResponseTooLarge, UnexpectedContentEncoding
 
 _CHUNK = 65536
 

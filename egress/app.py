@@ -16,6 +16,7 @@ from egress import pipeline
 from egress.admin import build_admin_app
 from egress.config import Settings
 from egress.generation import build_generation
+from egress.identity.mtls import server_context
 from egress.observe.logs import log
 from egress.observe.observe import Observability
 from egress.process import ProcessState
@@ -68,7 +69,8 @@ async def start(settings: Settings, *, data_port: int | None = None, admin_port:
         await data_runner.setup()
         host, port = settings.listen
         await web.TCPSite(data_runner, host, port if data_port is None else data_port,
-                          reuse_port=reuse_port or None, backlog=1024).start()
+                          reuse_port=reuse_port or None, backlog=1024,
+                          ssl_context=server_context(settings.listen_tls)).start()
         await admin_runner.setup()
         ahost, aport = settings.admin_listen
         await web.TCPSite(admin_runner, ahost, aport if admin_port is None else admin_port,

@@ -6,6 +6,8 @@
     ├── CallerMissing                403 caller_missing
     ├── CallerNotAllowed             403 caller_not_allowed
     ├── OperationNotAllowed          403 operation_not_allowed
+    ├── OperationNotGranted          403 operation_not_granted  (grants)
+    ├── CallerUnauthenticated        401 caller_unauthenticated (identity jwt/mtls)
     ├── InternalTokenInBody          403 internal_token_in_body
     ├── RequestTooLarge              413 request_too_large
     ├── RequestEncodingNotSupported  415 request_encoding_not_supported
@@ -60,6 +62,14 @@ class CallerNotAllowed(EgressError):
 
 class OperationNotAllowed(EgressError):
     status, reason, title = 403, "operation_not_allowed", "Operation not in the upstream's contract"
+
+
+class OperationNotGranted(EgressError):
+    status, reason, title = 403, "operation_not_granted", "Operation not granted to this caller"
+
+
+class CallerUnauthenticated(EgressError):
+    status, reason, title = 401, "caller_unauthenticated", "Caller identity not proven"
 
 
 class InternalTokenInBody(EgressError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from egress.config import Settings, Upstream
 from egress.errors import ConfigError
+from egress.identity import Identity, compile_grants
 from egress.routes import Router
 from egress.sanitize import Sanitizer
 from egress.send.client import UpstreamClient
@@ -29,6 +30,8 @@ class Generation:
     contracts: dict[str, Any]  # upstream name -> egress.contracts.Contract (or absent)
     clients: dict[str, UpstreamClient]
     recorder: Any = None  # contracts.record.Recorder when `record:` is configured
+    identity: Any = None  # identity.Identity: proves callers (JWKS fetchers live here)
+    grants: dict[str, Any] = field(default_factory=dict)  # upstream name -> identity.Grants
     number: int = field(default_factory=lambda: next(_generations))
     in_flight: int = 0
 
@@ -38,6 +41,8 @@ class Generation:
     async def start(self) -> None:
         for client in self.clients.values():
             await client.start()
+        if self.identity is not None:
+            await self.identity.start()
 
     async def close(self, *, grace: float = 0.0) -> None:
         """Close sessions once requests that started under this generation have finished."""
@@ -47,6 +52,8 @@ class Generation:
             await asyncio.sleep(0.05)
         for client in self.clients.values():
             await client.close()
+        if self.identity is not None:
+            await self.identity.close()
 
 
 def compile_contracts(settings: Settings) -> dict[str, Any]:
@@ -81,5 +88,7 @@ def build_generation(settings: Settings, *, resolver=None) -> Generation:
         router=Router(settings),
         sanitizer=Sanitizer(settings),
         contracts=compile_contracts(settings),
+        identity=Identity(settings),
+        grants=compile_grants(settings),
         clients={up.name: UpstreamClient(up, resolver=resolver) for up in settings.upstreams},
     )

@@ -68,9 +68,10 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
-    ex.caller = identity.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers,
-                                 method=request.method, target=request.raw_path, headers=request.headers)
+    caller = await rt.identity.identify(request)
+    ex.caller = caller.name
     identity.authorize(up, ex.caller)
+    ex.grant = identity.authorize_operation(rt.grants.get(up.name), caller, request.method, ex.path)
     contract = rt.contract_for(up)
     op = contract.match(request.method, ex.path) if contract is not None else None
     ex.operation = op.template if op is not None else None

@@ -65,6 +65,8 @@ class Sanitizer:
     def __init__(self, settings: Settings) -> None:
         cfg: Sanitize = settings.sanitize
         self._caller_headers = {settings.callers.header.lower(), settings.callers.signature_header.lower()}
+        if settings.callers.jwt is not None:  # the caller's own token: never forwarded
+            self._caller_headers.add(settings.callers.jwt.header.lower())
         patterns = [p.lower() for p in cfg.strip_headers]
         self._strip_exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
         wild = [fnmatch.translate(p) for p in patterns if p not in self._strip_exact]

@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 from yarl import URL
 
+from egress.config.identity import build_grants, build_identity, build_listen_tls
 from egress.config.model import (
     BreakerSettings,
     Callers,
@@ -44,8 +45,9 @@ _SECRET_KEYS = {"credential", "hmac_keys"}
 MIN_CALLER_KEY_CHARS = 16
 
 
-def _build_callers(raw: dict, problems: list[str]) -> Callers:
+def _build_callers(raw: dict, problems: list[str], base_dir: Path = Path("."), has_client_ca: bool = False) -> Callers:
     raw = dict(raw)
+    proof = build_identity(raw, base_dir, has_client_ca, problems)  # identity, jwt, mtls
     keys = raw.pop("hmac_keys", None) or {}
     for name, value in keys.items():
         if len(value) < MIN_CALLER_KEY_CHARS:  # never show the value, not even its length
@@ -53,7 +55,7 @@ def _build_callers(raw: dict, problems: list[str]) -> Callers:
                             "(is its environment variable empty or short?)")
     if "signature_header" in raw and raw["signature_header"].lower() == raw.get("header", Callers.header).lower():
         problems.append("callers.signature_header must differ from callers.header")
-    return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw)
+    return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw, **proof)
 
 
 def _schema() -> dict:
@@ -119,7 +121,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str]) -> Upstream | None:
+def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str], identity: str = "header") -> Upstream | None:
     where = f"upstreams[{i}]"
     try:
         url = URL(raw["url"])
@@ -186,6 +188,7 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str]) -> U
         redirects=Redirects(**redirects_raw), tls=tls,
         allow_private_addresses=allow_private,
         propagate_trace=raw.get("propagate_trace", False),
+        grants=build_grants(where, raw.get("grants"), identity, problems),
     )
 
 
@@ -204,7 +207,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
     doc = _resolve_env(doc, environ, [], problems)
     upstreams = []
     for i, raw in enumerate(doc["upstreams"]):
-        up = _build_upstream(i, raw, base_dir, problems)
+        up = _build_upstream(i, raw, base_dir, problems, doc.get("callers", {}).get("identity", "header"))
         if up is not None:
             upstreams.append(up)
     seen_names: dict[str, int] = {}
@@ -218,7 +221,9 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
             problems.append(
                 f"upstreams[{i}].url {str(up.url)!r} is already served by upstreams[{seen_targets[target]}]")
         seen_targets.setdefault(target, i)
-    callers = _build_callers(doc.get("callers", {}), problems)
+    listen_tls = build_listen_tls(doc.get("listen_tls"), base_dir, problems)
+    callers = _build_callers(doc.get("callers", {}), problems, base_dir,
+                             has_client_ca=listen_tls is not None and listen_tls.client_ca_file is not None)
     contracts_dir = (base_dir / doc.get("contracts_dir", "contracts")).resolve()
     for i, up in enumerate(upstreams):
         if up.contract and not (contracts_dir / up.contract).is_file():
@@ -245,6 +250,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         store=doc.get("store", doc.get("breaker_store", "memory")),
         drain_timeout=doc.get("drain_timeout", 10.0),
         record=record,
+        listen_tls=listen_tls,
         **kwargs,
     )
 

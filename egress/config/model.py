@@ -94,6 +94,8 @@ class Upstream:
     # True: any address; False: public only; networks: public plus these (on-prem partners)
     allow_private_addresses: bool | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = False
     propagate_trace: bool = False
+    # least privilege per operation: (caller | "scope:NAME" | "*", ("GET /charges/{id}", "GET *", ...))
+    grants: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def host(self) -> str:
@@ -117,6 +119,44 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class JwtIssuer:
+    """One trusted token issuer (`callers.jwt.issuers[i]`): its keys from `jwks_url` or `jwks_file`."""
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    ca_file: str | None = None  # trust for jwks_url (e.g. the cluster CA); default: system roots
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    header: str = "Authorization"   # "Bearer <token>"; always stripped
+    issuers: tuple[JwtIssuer, ...] = ()
+    caller_claim: str = "sub"
+    caller_pattern: str | None = None   # fullmatch; the name is group `caller` (or the whole claim)
+    scopes_claim: str = "scope"
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    leeway: float = 30.0
+    max_token_bytes: int = 8192
+    jwks_refresh: float = 300.0         # seconds between background refreshes
+    jwks_min_refresh: float = 5.0       # an unknown kid refreshes at most this often
+    jwks_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class MtlsSettings:
+    caller_from: str = "spiffe"         # spiffe (URI SAN) | dns | cn
+    caller_pattern: str | None = None   # fullmatch; pins the trust domain
+
+
+@dataclass(frozen=True)
+class ListenTls:
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None   # set: client certificates are required
+
+
+@dataclass(frozen=True)
 class Callers:
     header: str = "X-Egress-Caller"
     required: bool = True
@@ -125,6 +165,9 @@ class Callers:
     hmac_keys: tuple[tuple[str, Secret], ...] = ()
     signature_header: str = "X-Egress-Caller-Signature"
     max_skew: float = 300.0
+    identity: str = "header"            # header | jwt | mtls (identity/)
+    jwt: JwtSettings | None = None
+    mtls: MtlsSettings | None = None
 
     def key_for(self, caller: str) -> Secret | None:
         for name, key in self.hmac_keys:
@@ -163,6 +206,7 @@ class Settings:
     store: str = "memory"  # memory | redis://...: state shared across replicas (`breaker_store`: older name)
     drain_timeout: float = 10.0
     record: Record | None = None
+    listen_tls: ListenTls | None = None
     source: Path | None = field(default=None, compare=False)
 
     def upstream(self, name: str) -> Upstream | None:

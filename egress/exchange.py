@@ -44,7 +44,7 @@ class Exchange:
     parent_sampled: bool | None = None  # the caller's sampled flag
     denied_host: str | None = None  # the destination a refused request named (host only)
     caller: str | None = None
-    grant: str | None = None  # the grants entry that allowed this operation (identity/grants.py)
+    grant: tuple[str, str] | None = None  # (grantee, entry) that allowed this operation (identity/grants.py)
     upstream: Upstream | None = None
     operation: str | None = None  # contract template ("GET /charges/{id}") when matched
     path: str = ""  # raw path relative to the upstream, for inventory templating

@@ -8,7 +8,7 @@ the caller's own entries, then the `"*"` entries, then those of each `scope:NAME
 carries must hold "METHOD /template" (templates match exactly as contract paths do, through
 contracts/paths.py: a literal segment beats a parameter, `{id}` is one non-empty segment) or
 "METHOD *" (any path); METHOD may be `*`.  Not granted: 403 operation_not_granted, nothing sent.
-Returns the entry that granted (the inventory counts grants used, to tighten them).
+Returns (grantee, entry) that granted (the inventory counts grants used, to tighten them).
 """
 
 from __future__ import annotations
@@ -63,14 +63,14 @@ class Grants:
                 compiled.add(entry)
         self.scopes = tuple(w for w in self._by_who if w.startswith("scope:"))
 
-    def match(self, caller: Caller, method: str, path: str) -> str | None:
+    def match(self, caller: Caller, method: str, path: str) -> tuple[str, str] | None:
         for who in (caller.name, "*"):
             compiled = self._by_who.get(who)
             if compiled is not None and (entry := compiled.match(method, path)) is not None:
-                return entry
+                return who, entry
         for who in self.scopes:
             if who[6:] in caller.scopes and (entry := self._by_who[who].match(method, path)) is not None:
-                return entry
+                return who, entry
         return None
 
 
@@ -88,8 +88,8 @@ def compile_grants(settings: Settings) -> dict[str, Grants]:
     return out
 
 
-def authorize_operation(grants: Grants | None, caller: Caller, method: str, path: str) -> str | None:
-    """The grant entry that allows this operation (None: the upstream has no grants)."""
+def authorize_operation(grants: Grants | None, caller: Caller, method: str, path: str) -> tuple[str, str] | None:
+    """(grantee, entry) that allows this operation (None: the upstream has no grants)."""
     if grants is None:
         return None
     entry = grants.match(caller, method.upper(), path)

@@ -15,11 +15,13 @@ from typing import Callable
 import orjson
 
 from egress.exchange import Exchange
+from egress.observe.grants import grants_report
 from egress.observe.metrics import status_class
 
 VERSION = 1
 MAX_CALLERS = 50          # per operation
 MAX_KEYS = 100            # keywords, reasons per upstream
+MAX_GRANTS = 1000         # (grantee, entry, caller) triples per upstream
 MAX_DRIFT_FIELDS = 100    # per operation
 MAX_DENIED = 1000         # (host, caller) pairs tracked; the top TOP_DENIED are reported
 TOP_DENIED = 50
@@ -47,12 +49,13 @@ class _Operation:
 
 
 class _Upstream:
-    __slots__ = ("calls", "matched", "status", "reasons", "violations", "ops", "last_ns")
+    __slots__ = ("calls", "matched", "status", "reasons", "violations", "ops", "last_ns", "grants")
 
     def __init__(self) -> None:
         self.calls = self.matched = self.last_ns = 0
         self.status, self.reasons, self.violations = {}, {}, {}
         self.ops: dict[str, _Operation] = {}
+        self.grants: dict[tuple[str, str, str], int] = {}   # (grantee, entry, caller) -> requests
 
 
 class Inventory:
@@ -79,6 +82,8 @@ class Inventory:
             u.matched += 1
         if ex.reason:
             _bump(u.reasons, ex.reason, MAX_KEYS)
+        if ex.grant is not None and ((key := (*ex.grant, ex.caller or "-")) in u.grants or len(u.grants) < MAX_GRANTS):
+            u.grants[key] = u.grants.get(key, 0) + 1
         op = u.ops.get(operation)
         if op is None:
             op = u.ops[operation] = _Operation()
@@ -132,6 +137,7 @@ class Inventory:
                 "violations_by_keyword": dict(sorted(u.violations.items())),
                 "breakers": {k: v for k, v in sorted(breakers.items()) if k.split("|", 1)[0] == name},
                 "last_seen": _iso(u.last_ns) or None,
+                "grants": grants_report(conf.get("grants") or {}, u.grants),
                 "operations": [
                     {"operation": op_name, "matched_contract": op.matched, "calls": op.calls,
                      "callers": dict(sorted(op.callers.items())),

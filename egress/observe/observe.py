@@ -34,7 +34,8 @@ from egress.observe.templating import OTHER, OperationNames
 
 
 def _configured(settings) -> dict[str, dict]:
-    return {up.name: {"url": str(up.url), "contract": up.contract, "mode": up.mode if up.contract else None}
+    return {up.name: {"url": str(up.url), "contract": up.contract, "mode": up.mode if up.contract else None,
+                      "grants": dict(up.grants)}
             for up in settings.upstreams}
 
 

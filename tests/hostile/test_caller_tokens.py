@@ -99,7 +99,10 @@ HOSTILE = [
     ("sub_not_a_service_name", lambda f: "Bearer " + f.token(sub="system:serviceaccount:shop:bad name"),
      "service name"),
     ("sub_missing", lambda f: "Bearer " + f.token(drop=("sub",)), "names no caller"),
-    ("sub_not_string", lambda f: "Bearer " + f.token(extra={"sub": 42}), "invalid"),
+    ("sub_not_string", lambda f: "Bearer " + f.token(extra={"sub": 42}), "names no caller"),
+    ("exp_not_number", lambda f: "Bearer " + f.token(extra={"exp": "tomorrow"}), "exp claim is not a number"),
+    ("exp_bool", lambda f: "Bearer " + f.token(extra={"exp": True}), "exp claim is not a number"),
+    ("aud_not_string", lambda f: "Bearer " + f.token(aud=[1, 2]), "audience"),
 ]
 
 

@@ -50,6 +50,7 @@ class FakeIssuer:
     status: int = 200           # set 503 for an outage
     fetches: int = 0
     extra_jwks: list = field(default_factory=list)   # raw JWK dicts served as they are
+    required_token: str | None = None  # the JWKS endpoint wants "Authorization: Bearer <it>" (kube-apiserver)
     runner: web.BaseRunner | None = None
 
     def add_key(self, kid: str, alg: str = "RS256"):
@@ -74,6 +75,8 @@ class FakeIssuer:
             self.fetches += 1
             if self.status != 200:
                 return web.Response(status=self.status, text="down")
+            if self.required_token and request.headers.get("Authorization") != f"Bearer {self.required_token}":
+                return web.Response(status=401, text="unauthorized")
             return web.json_response(self.jwks())
 
         self.runner = web.ServerRunner(web.Server(handler), access_log=None)

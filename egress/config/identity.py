@@ -55,8 +55,13 @@ def _issuer(i: int, raw: dict, base_dir: Path, problems: list[str]) -> JwtIssuer
         if not _file(base_dir, ca_file).is_file():
             problems.append(f"{where}.ca_file: file not found: {ca_file}")
         ca_file = str(_file(base_dir, ca_file))
+    token_file = raw.get("jwks_token_file")
+    if token_file is not None:
+        if url is None:
+            problems.append(f"{where}.jwks_token_file needs jwks_url")
+        token_file = str(_file(base_dir, token_file))  # may appear after start (projected volume)
     return JwtIssuer(issuer=raw["issuer"], audiences=tuple(raw["audiences"]), jwks_url=url,
-                     jwks_file=jwks_file, ca_file=ca_file)
+                     jwks_file=jwks_file, ca_file=ca_file, jwks_token_file=token_file)
 
 
 def build_identity(raw: dict, base_dir: Path, has_client_ca: bool, problems: list[str]) -> dict:

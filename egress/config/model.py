@@ -126,6 +126,7 @@ class JwtIssuer:
     jwks_url: str | None = None
     jwks_file: Path | None = None
     ca_file: str | None = None  # trust for jwks_url (e.g. the cluster CA); default: system roots
+    jwks_token_file: str | None = None  # egress's own bearer token for jwks_url (re-read per fetch)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import ssl
 import time
+from pathlib import Path
 from typing import Callable
 
 import aiohttp
@@ -137,7 +138,14 @@ class JwksCache:
         if self._session is None:
             raise JwksError("no HTTP session (not started)")
         timeout = aiohttp.ClientTimeout(total=self.settings.jwks_timeout)
-        async with self._session.get(self.issuer.jwks_url, timeout=timeout, allow_redirects=False,
+        headers = {}
+        if self.issuer.jwks_token_file is not None:  # e.g. the Kubernetes API server's discovery
+            try:
+                token = (await asyncio.to_thread(Path(self.issuer.jwks_token_file).read_text)).strip()
+            except OSError as exc:
+                raise JwksError("jwks_token_file cannot be read") from exc
+            headers["Authorization"] = f"Bearer {token}"
+        async with self._session.get(self.issuer.jwks_url, timeout=timeout, allow_redirects=False, headers=headers,
                                      ssl=self._ssl if self._ssl is not None else True) as resp:
             if resp.status != 200:
                 raise JwksError(f"HTTP {resp.status}")

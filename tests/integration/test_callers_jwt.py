@@ -158,3 +158,22 @@ async def test_jwks_file_issuer(provider, proxy, issuer, tmp_path):
     px = await proxy(doc, base_dir=tmp_path)
     async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("e1"))) as r:
         assert r.status == 200
+
+
+async def test_jwks_fetch_authenticates_with_the_token_file(provider, proxy, issuer, tmp_path, caplog):
+    """Like the Kubernetes API server's /openid/v1/jwks: the fetch needs egress's own token,
+    re-read from its (projected, rotating) file at each fetch, and never logged."""
+    issuer.required_token = "egress-own-sa-token-0123456789"
+    p = await provider()
+    doc = jwt_config(issuer, upstream(p))
+    doc["callers"]["jwt"]["issuers"][0]["jwks_token_file"] = str(tmp_path / "token")
+    (tmp_path / "token").write_text("stale-token-of-yesterday\n")
+    caplog.set_level(logging.INFO)
+    px = await proxy(doc)
+    async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("k1"))) as r:
+        assert (r.status, r.headers["X-Egress-Error"]) == (401, "caller_unauthenticated")  # no keys yet
+    (tmp_path / "token").write_text(issuer.required_token + "\n")  # the kubelet rotated it
+    assert await verifier(px).issuers[issuer.issuer].refresh() is True
+    async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("k1"))) as r:
+        assert r.status == 200
+    assert "stale-token-of-yesterday" not in caplog.text and issuer.required_token not in caplog.text

@@ -38,6 +38,11 @@ class Generation:
     def contract_for(self, up: Upstream):
         return self.contracts.get(up.name)
 
+    def inherit(self, previous: Generation) -> None:
+        """Carry over what must survive a reload (the JWKS keys last fetched)."""
+        if self.identity is not None:
+            self.identity.adopt(previous.identity)
+
     async def start(self) -> None:
         for client in self.clients.values():
             await client.start()

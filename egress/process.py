@@ -120,6 +120,7 @@ class ProcessState:
             except ConfigError as exc:
                 log(logging.ERROR, "reload refused", problems=len(exc.problems))
                 return exc.problems
+            generation.inherit(self.generation)
             await generation.start()
             old, self.generation = self.generation, generation
             if self.obs is not None:

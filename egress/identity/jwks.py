@@ -79,6 +79,12 @@ class JwksCache:
         self._down = False
         self._ssl = ssl.create_default_context(cafile=issuer.ca_file) if issuer.ca_file else None
 
+    def adopt(self, previous: "JwksCache") -> None:
+        """Start from the keys of the previous generation's cache of the same source (a reload
+        during an issuer outage keeps the last good keys)."""
+        if (previous.issuer.jwks_url, previous.issuer.jwks_file) == (self.issuer.jwks_url, self.issuer.jwks_file):
+            self.keys, self._print = previous.keys, previous._print
+
     async def start(self, session: aiohttp.ClientSession | None) -> None:
         self._session = session
         await self.refresh()

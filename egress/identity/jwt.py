@@ -17,6 +17,7 @@ requests, and a repeat costs a dict lookup instead of a signature check (bench/i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -85,9 +86,13 @@ class JwtVerifier:
         """Drop every cached verification (an issuer's keys changed)."""
         self._cache.clear()
 
+    def adopt(self, previous: "JwtVerifier") -> None:
+        for name, cache in self.issuers.items():
+            if name in previous.issuers:
+                cache.adopt(previous.issuers[name])
+
     async def start(self, session) -> None:
-        for cache in self.issuers.values():
-            await cache.start(session)
+        await asyncio.gather(*(cache.start(session) for cache in self.issuers.values()))
 
     async def close(self) -> None:
         for cache in self.issuers.values():

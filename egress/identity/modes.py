@@ -29,6 +29,11 @@ class Identity:
         self.mtls = MtlsIdentifier(callers.mtls) if callers.identity == "mtls" and callers.mtls else None
         self._session: aiohttp.ClientSession | None = None
 
+    def adopt(self, previous: "Identity | None") -> None:
+        """Keep the previous generation's JWKS keys until this one has fetched its own."""
+        if self.jwt is not None and previous is not None and previous.jwt is not None:
+            self.jwt.adopt(previous.jwt)
+
     async def start(self) -> None:
         if self.jwt is not None:
             if any(i.jwks_url for i in self.callers.jwt.issuers):

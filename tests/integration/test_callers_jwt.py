@@ -60,6 +60,8 @@ async def test_unproven_caller_gets_401_and_nothing_is_sent(provider, proxy, iss
     assert (r.status, r.headers["X-Egress-Error"], body["reason"]) == (401, "caller_unauthenticated",
                                                                        "caller_unauthenticated")
     assert detail in body["detail"]
+    assert r.headers["Content-Type"] == "application/problem+json" and body["type"].endswith("caller_unauthenticated")
+    assert len(body["trace_id"]) == 32
     assert p.hits == 0
 
 
@@ -177,3 +179,18 @@ async def test_jwks_fetch_authenticates_with_the_token_file(provider, proxy, iss
     async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("k1"))) as r:
         assert r.status == 200
     assert "stale-token-of-yesterday" not in caplog.text and issuer.required_token not in caplog.text
+
+
+async def test_reload_during_an_issuer_outage_keeps_the_last_good_keys(provider, proxy, issuer, tmp_path):
+    import yaml
+    p = await provider()
+    doc = jwt_config(issuer, upstream(p))
+    (tmp_path / "egress.yaml").write_text(yaml.safe_dump(doc))
+    px = await proxy(doc)
+    first = px.state.generation
+    issuer.status = 503
+    assert await px.state.reload(tmp_path / "egress.yaml") == []
+    assert px.state.generation is not first
+    assert verifier(px).issuers[issuer.issuer].failures >= 1
+    async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("k1"))) as r:
+        assert r.status == 200

@@ -58,6 +58,8 @@ CASES = [
      "destination_not_allowed", False),
     ("caller_missing", None, {}, "GET", "/pay/x", {"caller": None}, 403, "caller_missing", False),
     ("caller_not_allowed", None, {}, "GET", "/pay/x", {"caller": "reporting"}, 403, "caller_not_allowed", False),
+    ("operation_not_granted", None, {"grants": {"checkout": ["GET /charges/{id}"]}}, "GET", "/pay/x", {}, 403,
+     "operation_not_granted", False),
     ("internal_token_in_body", None, {}, "POST", "/pay/charges",
      {"json": {"deep": [{"x": {"token": make_jwt(INTERNAL_ISSUER)}}]}}, 403, "internal_token_in_body", False),
     ("request_too_large", None, {}, "POST", "/pay/charges", {"data": b"a" * 2048}, 413, "request_too_large", False),

@@ -186,6 +186,9 @@ def render_table(doc: dict) -> str:
             out.append(f"  violations: {_counts(u['violations_by_keyword'])}")
         if u.get("reasons"):
             out.append(f"  refusals: {_counts(u['reasons'])}")
+        for who, g in (u.get("grants") or {}).items():
+            unused = f"  unused: {', '.join(g['unused'])}" if g["unused"] else ""
+            out.append(f"  grants {who}: {len(g['used'])}/{len(g['granted'])} used{unused}")
         rows = [[op["operation"], "yes" if op.get("matched_contract") else "no", str(op["calls"]),
                  _counts(op.get("by_status_class", {})), ",".join(op.get("callers", {})) or "-",
                  str(len(op.get("drift_fields", [])))] for op in u.get("operations", [])]

@@ -94,3 +94,12 @@ async def test_token_scope_grants(provider, proxy, issuer, scope, method, status
         await r.read()
     assert (r.status, r.headers.get("X-Egress-Error")) == (status, reason)
     assert p.hits == (1 if status == 200 else 0)
+
+
+def test_inventory_table_shows_unused_grants():
+    from egress.observe.grants import grants_report
+    from egress.observe.inventory import render_table
+    report = grants_report({"checkout": ("GET /charges/{id}", "POST /charges")},
+                           {("checkout", "GET /charges/{id}", "checkout"): 3})
+    text = render_table({"upstreams": [{"name": "pay", "grants": report}]})
+    assert "grants checkout: 1/2 used  unused: POST /charges" in text

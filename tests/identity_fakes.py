@@ -4,6 +4,7 @@ tokens, and a client-certificate CA that puts SPIFFE IDs in URI SANs (trustme ca
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -50,6 +51,7 @@ class FakeIssuer:
     status: int = 200           # set 503 for an outage
     fetches: int = 0
     extra_jwks: list = field(default_factory=list)   # raw JWK dicts served as they are
+    delay: float = 0.0               # seconds before answering (a slow issuer)
     required_token: str | None = None  # the JWKS endpoint wants "Authorization: Bearer <it>" (kube-apiserver)
     runner: web.BaseRunner | None = None
 
@@ -73,6 +75,8 @@ class FakeIssuer:
     async def start(self) -> "FakeIssuer":
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             self.fetches += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if self.status != 200:
                 return web.Response(status=self.status, text="down")
             if self.required_token and request.headers.get("Authorization") != f"Bearer {self.required_token}":

@@ -121,7 +121,8 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str], identity: str = "header") -> Upstream | None:
+def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
+                    identity: str = "header") -> Upstream | None:
     where = f"upstreams[{i}]"
     try:
         url = URL(raw["url"])

@@ -91,10 +91,11 @@ class JwksCache:
         self._task = asyncio.get_running_loop().create_task(self._periodic())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._inflight):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = None
 
     def key(self, kid: str | None) -> jwt.PyJWK | None:
         key = self.keys.get(kid)
@@ -110,11 +111,18 @@ class JwksCache:
         return self.key(kid)
 
     async def refresh(self) -> bool:
-        """Fetch now (joining a fetch in flight); True when the keys were replaced."""
-        if self._inflight is not None:
-            return await asyncio.shield(self._inflight)
-        self._inflight = asyncio.get_running_loop().create_future()
-        self._last_attempt = self.clock()
+        """Fetch now (joining a fetch in flight); True when the keys were replaced.  The fetch
+        is its own task: a waiting request that is cancelled does not cancel it for the others."""
+        if self._inflight is None:
+            self._last_attempt = self.clock()
+            self._inflight = asyncio.get_running_loop().create_task(self._refresh())
+            self._inflight.add_done_callback(self._fetched)
+        return await asyncio.shield(self._inflight)
+
+    def _fetched(self, task: asyncio.Task) -> None:
+        self._inflight = None
+
+    async def _refresh(self) -> bool:
         ok = False
         try:
             keys, fingerprint = parse_jwks(await self._read(), self.settings.algorithms)
@@ -133,9 +141,6 @@ class JwksCache:
                 log(logging.WARNING, "jwks fetch failed; keeping the last good keys", issuer=self.issuer.issuer,
                     error=type(exc).__name__, detail=str(exc) if isinstance(exc, JwksError) else "",
                     keys=len(self.keys))
-        finally:
-            self._inflight.set_result(ok)
-            self._inflight = None
         return ok
 
     async def _read(self) -> bytes:

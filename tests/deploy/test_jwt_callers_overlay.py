@@ -108,7 +108,8 @@ async def test_product_loads_the_config_and_verifies_a_projected_token(objects, 
 
             class Request:
                 method, raw_path, transport = "GET", "/payments/charges/ch_1", None
-                headers = CIMultiDict({"Authorization": "Bearer " + fake.token(sub="system:serviceaccount:shop:checkout")})
+                token = fake.token(sub="system:serviceaccount:shop:checkout")
+                headers = CIMultiDict({"Authorization": "Bearer " + token})
             assert (await identity.identify(Request())).name == "checkout"
         finally:
             await identity.close()

@@ -194,3 +194,16 @@ async def test_reload_during_an_issuer_outage_keeps_the_last_good_keys(provider,
     assert verifier(px).issuers[issuer.issuer].failures >= 1
     async with px.request("GET", "/pay/x", caller=None, headers=bearer(issuer.token("k1"))) as r:
         assert r.status == 200
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch(provider, proxy, issuer):
+    p = await provider()
+    px = await proxy(jwt_config(issuer, upstream(p)))
+    cache = verifier(px).issuers[issuer.issuer]
+    before = issuer.fetches
+    issuer.delay = 0.3
+    first = asyncio.get_running_loop().create_task(cache.refresh())
+    await asyncio.sleep(0.05)
+    first.cancel()  # e.g. the client that triggered it hung up
+    assert await cache.refresh() is True  # joins the same fetch, which completes
+    assert issuer.fetches == before + 1

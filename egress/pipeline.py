@@ -69,7 +69,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
     ex.caller = identity.identify(request.headers.get(rt.settings.callers.header), rt.settings.callers,
-                                 method=request.method, target=request.raw_path, headers=request.headers)
+                                 method=request.method, target=request.raw_path, headers=request.headers,
+                                 upstream=up.name)
     identity.authorize(up, ex.caller)
     contract = rt.contract_for(up)
     op = contract.match(request.method, ex.path) if contract is not None else None
@@ -80,6 +81,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
         if up.unmatched == "report":
             ex.event("egress.contract_unmatched", anomaly=False, method=request.method)
     # sanitize
+    rt.sanitizer.path(route.path, ex)
     body = await bodies.read_request_body(request.content, request.content_length,
                                           up.limits.max_request_bytes)
     ex.request_bytes = len(body)
@@ -105,7 +107,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
                                   drift=state.wants_drift(up.name, ex.operation))
         finally:
             if ex.contract == "violated" and up.breaker.count_violations:
-                breaker.record_violation()
+                breaker.record_violation(resp.status)
             if rt.recorder is not None and ex.contract in ("violated", "unmatched"):
                 rt.recorder.record(up.name, ex.operation or f"{request.method} {ex.path}", resp.status,
                                    resp.headers.get("Content-Type"), checked.body)

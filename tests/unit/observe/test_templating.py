@@ -18,6 +18,20 @@ CASES = [
     ("empty", "", "/"),
     ("too-long", "/" + "a" * 40, "/{id}"),
     ("deep", "/a/b/c/d/e/f/g/h/i/j", "/a/b/c/d/e/f/g/h/..."),
+    # secret-looking words (issue 12): never verbatim in /metrics, the inventory or the access log
+    ("stripe-key-lowercase", "/keys/sk_live_abcdefghijklmnop", "/keys/{id}"),
+    ("openai-style-key", "/k/sk-proj-abcdefghij", "/k/{id}"),
+    ("github-token", "/t/ghp_abcdefghijklmnopqrstuvwxyz", "/t/{id}"),
+    ("slack-token", "/t/xoxb-abcdefghijkl", "/t/{id}"),
+    ("aws-key-uppercase", "/t/AKIAABCDEFGHIJKLMNOP", "/t/{id}"),
+    ("long-uppercase-random", "/t/QWHXKZMVTRPLBNFD", "/t/{id}"),
+    ("jwt-head", "/t/eyJhbGciOiJIUzI1NiJ9", "/t/{id}"),
+    ("random-lowercase-16", "/a/qwhxkzmvtrplbnfd", "/a/{id}"),
+    ("random-lowercase-with-underscore", "/a/tok_bcdfghjklmnp", "/a/{id}"),
+    ("long-words-stay", "/v1/subscriptions/webhookendpoints", "/v1/subscriptions/webhookendpoints"),
+    ("snake-words-stay", "/v1/payment_intents/search", "/v1/payment_intents/search"),
+    ("api-words-stay", "/v1/chat/completions", "/v1/chat/completions"),
+    ("skip-is-a-word", "/keys/skip", "/keys/skip"),
 ]
 
 

@@ -14,6 +14,7 @@ series, inventory entries and baselines stay bounded whatever paths callers send
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 ID = "{id}"
 OTHER = "other"
@@ -47,7 +48,21 @@ def looks_random(piece: str) -> bool:
 def looks_secret(segment: str) -> bool:
     if _SECRET_PREFIX.match(segment):
         return True
-    return any(len(p) >= RANDOM_PIECE and looks_random(p) for p in _PIECES.split(segment))
+    return any(len(p) >= RANDOM_PIECE and p.isalpha() and looks_random(p) for p in _PIECES.split(segment))
+
+
+SECRET = "{secret}"
+_SUBSEGMENT = re.compile(r"[;=,]")
+
+
+def mask_secrets(url: str) -> str:
+    """A URL for a span's `url.full`: ordinary identifiers kept (on-call needs them), a path
+    segment or matrix parameter that looks like a secret replaced by `{secret}`."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/") if sep else ("", "", url)
+    out = [SECRET if any(looks_secret(p) for p in _SUBSEGMENT.split(unquote(seg)) if p) else seg
+           for seg in path.split("/")]
+    return (f"{scheme}://{host}{slash}" if sep else "") + "/".join(out)
 
 
 def template_segment(segment: str) -> str:

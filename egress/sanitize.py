@@ -44,7 +44,6 @@ REDACTED = "[redacted-by-egress]"
 STRIP_FLOOR = ("authorization", "cookie", "proxy-authorization")
 _QUERY_SPLIT = re.compile(r"([&;])")
 _QUERY_SUFFIX = re.compile(r"\[[^\]]*\]$")
-_QUERY_FOLD = str.maketrans({".": "_", "-": "_", " ": "_"})
 
 
 def header_key(name: str) -> str:
@@ -55,7 +54,13 @@ def header_key(name: str) -> str:
 def query_key(name: str) -> str:
     """A query name as PHP/Rails-style servers read it: `access_token[]`, `access.token` and
     `Access-Token` are all `access_token`."""
-    return _QUERY_SUFFIX.sub("", unquote_plus(name).strip()).lower().translate(_QUERY_FOLD)
+    return _fold(unquote_plus(name) if "%" in name or "+" in name else name)
+
+
+def _fold(name: str) -> str:
+    if name.endswith("]"):
+        name = _QUERY_SUFFIX.sub("", name)
+    return name.strip().lower().replace(".", "_").replace("-", "_").replace(" ", "_")
 
 
 def connection_tokens(headers) -> set[str]:
@@ -137,17 +142,18 @@ class Sanitizer:
         if not raw_query:
             return raw_query
         kept: list[str] = []
-        parts = _QUERY_SPLIT.split(raw_query)  # pair, sep, pair, sep, ...: separators kept as sent
+        # pair, sep, pair, sep, ...: separators kept as sent
+        parts = _QUERY_SPLIT.split(raw_query)
         for i in range(0, len(parts), 2):
             pair = parts[i]
             name, _, value = pair.partition("=")
-            low = query_key(name)
+            plain_name = unquote_plus(name) if "%" in name or "+" in name else name
+            low = _fold(plain_name)
             if low in self._strip_query:
                 ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
                          kind="configured")
                 continue
-            plain_name = unquote_plus(name)
-            if self.has_internal_jwt(unquote_plus(value)) or self.has_internal_jwt(plain_name):
+            if self.has_internal_jwt(unquote_plus(value) if "%" in value or "+" in value else value) or self.has_internal_jwt(plain_name):
                 ex.event("egress.token_stripped", where="query", name=_event_name(plain_name, self),
                          kind="internal_jwt")
                 continue

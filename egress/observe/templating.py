@@ -14,6 +14,7 @@ series, inventory entries and baselines stay bounded whatever paths callers send
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import unquote
 
 ID = "{id}"
@@ -45,9 +46,12 @@ def looks_random(piece: str) -> bool:
     return vowels < len(low) / 4 or max(map(len, runs)) >= 5 or sum(len(r) >= 3 for r in runs) >= 3
 
 
+@lru_cache(maxsize=4096)  # path words repeat; ids (digits) never get here from template_segment
 def looks_secret(segment: str) -> bool:
     if _SECRET_PREFIX.match(segment):
         return True
+    if len(segment) < RANDOM_PIECE:
+        return False
     return any(len(p) >= RANDOM_PIECE and p.isalpha() and looks_random(p) for p in _PIECES.split(segment))
 
 
@@ -68,17 +72,17 @@ def mask_secrets(url: str) -> str:
 def template_segment(segment: str) -> str:
     if not segment:
         return segment
-    if len(segment) > MAX_WORD or not _SAFE.match(segment) or _HEX.match(segment) or looks_secret(segment):
+    if len(segment) > MAX_WORD or not _SAFE.match(segment) or _HEX.match(segment):
         return ID
     if _WORD.match(segment):
         # long mixed-case words are tokens ("sk_live_AbCdEf..."), not path words
         if len(segment) >= 16 and not segment.islower() and not segment.isupper():
             return ID
-        return segment
+        return ID if looks_secret(segment) else segment
     # digits, uuids (hex + dashes), mixed tokens like ch_1a2b3c, cus_ABC123, 2024-01-01
     if _DIGIT.search(segment):
         return ID
-    return segment
+    return ID if looks_secret(segment) else segment
 
 
 def template_path(path: str) -> str:

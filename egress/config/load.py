@@ -36,7 +36,7 @@ from egress.config.model import (
     Tls,
     Upstream,
 )
-from egress.config.problems import describe, key_path
+from egress.config.problems import describe, key_name, key_path
 from egress.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -47,9 +47,9 @@ MIN_CALLER_KEY_CHARS = 16
 def _build_callers(raw: dict, problems: list[str]) -> Callers:
     raw = dict(raw)
     keys = raw.pop("hmac_keys", None) or {}
-    for name, value in keys.items():
+    for i, (name, value) in enumerate(keys.items()):
         if len(value) < MIN_CALLER_KEY_CHARS:  # never show the value, not even its length
-            problems.append(f"callers.hmac_keys.{name} must be at least {MIN_CALLER_KEY_CHARS} characters "
+            problems.append(f"{key_name('callers.hmac_keys', name, i)} must be at least {MIN_CALLER_KEY_CHARS} characters "
                             "(is its environment variable empty or short?)")
     if "signature_header" in raw and raw["signature_header"].lower() == raw.get("header", Callers.header).lower():
         problems.append("callers.signature_header must differ from callers.header")

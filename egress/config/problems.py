@@ -17,6 +17,7 @@ import jsonschema
 
 SECRET_KEYS = frozenset({"credential", "hmac_keys"})
 _SAFE_WORD = re.compile(r"[A-Za-z][A-Za-z_-]{0,23}")
+_SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z_.-]{0,29}[0-9]{0,2}")  # "checkout", "billing-v2"
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
           "number": "a number", "boolean": "true or false", "null": "empty (null)"}
 # the shape each often mis-written key expects, as the YAML an operator would write
@@ -55,6 +56,12 @@ def shown(value: Any, secret: bool) -> str:
                        or (isinstance(value, str) and _SAFE_WORD.fullmatch(value))):
         return f"got {value!r}"
     return f"got {type_name(value)} (value hidden)"
+
+
+def key_name(mapping_path: str, name: str, index: int) -> str:
+    """`callers.hmac_keys.checkout`, or `callers.hmac_keys (entry 3)` when the name itself could
+    be a secret (a mapping written the wrong way round: key as name, name as value)."""
+    return f"{mapping_path}.{name}" if _SAFE_NAME.fullmatch(name) else f"{mapping_path} (entry {index + 1})"
 
 
 def _shape(path: list, expected) -> str:

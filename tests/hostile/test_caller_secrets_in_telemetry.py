@@ -111,6 +111,8 @@ WRONG_SHAPES = [
      "callers.hmac_keys must be a mapping of caller name to key"),
     ("hmac-key-as-mapping", {"callers": {"hmac_keys": {"checkout": {"key": KEY}}}, "upstreams": [UP]},
      "callers.hmac_keys.checkout must be a string"),
+    ("hmac-keys-written-the-wrong-way-round", {"callers": {"hmac_keys": {KEY: "checkout"}}, "upstreams": [UP]},
+     "callers.hmac_keys (entry 1) must be at least 16 characters"),
     ("credential-pasted-as-mode", {"upstreams": [{**UP, "mode": CRED}]}, "upstreams[0].mode must be one of"),
     ("credential-pasted-as-name", {"upstreams": [{**UP, "name": CRED}]}, "upstreams[0].name must match"),
     ("credential-pasted-as-key", {"upstreams": [{**UP, CRED: "x"}]}, "upstreams[0]: unknown key"),

@@ -46,7 +46,8 @@ UP = SETTINGS.upstreams[0]
 HEADERS = CIMultiDict([("Host", "egress"), ("User-Agent", "python-requests/2.32"), ("Accept", "application/json"),
                        ("Accept-Encoding", "gzip"), ("Content-Type", "application/json"),
                        ("X-Egress-Caller", "checkout"), ("X-Request-Id", "3f2a9c1e-77b0-4a55-9f1e-0c2d6a1b8e44"),
-                       ("Authorization", "Bearer internal"), ("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01")])
+                       ("Authorization", "Bearer internal"),
+                       ("traceparent", "00-" + "a" * 32 + "-" + "b" * 16 + "-01")])
 QUERY = "limit=20&starting_after=ch_1a2b3c&expand[]=data.customer"
 PATH = "/charges/ch_1a2b3c/refunds"
 SEGMENTS = ["charges", "ch_1a2b3c", "refunds", "paymentMethods", "subscriptions", "v1"]

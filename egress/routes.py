@@ -3,10 +3,11 @@
 Three ways in (DESIGN): absolute-form (`HTTP_PROXY` clients), `Host:` naming an upstream's
 host, and a path prefix naming an upstream (`/payments/...`).  Before any of them: only the
 methods a partner API needs (`ALLOWED_METHODS`; TRACE/TRACK would echo the injected
-credential back), no `#` fragment in the target, and a well-formed `Host` (ASCII, digits-only port).  When `Host` names an
-upstream, Host wins over a path prefix: a client that reaches egress under the partner's
-host name sends the partner's real path, which may start with any word; a client that
-addresses egress itself sends egress's own host, where only the prefix can apply.
+credential back), no `#` fragment in the target, and a well-formed `Host` (ASCII, digits-only
+port).  When `Host` names an upstream, Host wins over a path prefix: a client that reaches
+egress under the partner's host name sends the partner's real path, which may start with any
+word; a client that addresses egress itself sends egress's own host, where only the prefix
+can apply.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ JWTs anywhere) and inject the upstream's credential.
 Pure functions over headers, query strings, paths and bodies, compiled once per config
 (`Sanitizer`).  Names are compared the way the servers behind a provider read them: a header's
 `_` is a `-` (CGI turns both into `_`), a query name's `[]`/`[key]` suffix and `.`/`-`/space are
-ignored (PHP, Rails), and `;` separates query pairs as `&` does.  Each strip is recorded on the exchange as `egress.token_stripped` with where
-and which kind, never the value.
+ignored (PHP, Rails), and `;` separates query pairs as `&` does.  Each strip is recorded on
+the exchange as `egress.token_stripped` with where and which kind, never the value.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ class Sanitizer:
                 ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
                          kind="configured")
                 continue
-            if self.has_internal_jwt(unquote_plus(value) if "%" in value or "+" in value else value) or self.has_internal_jwt(plain_name):
+            plain_value = unquote_plus(value) if "%" in value or "+" in value else value
+            if self.has_internal_jwt(plain_value) or self.has_internal_jwt(plain_name):
                 ex.event("egress.token_stripped", where="query", name=_event_name(plain_name, self),
                          kind="internal_jwt")
                 continue

@@ -49,8 +49,8 @@ def _build_callers(raw: dict, problems: list[str]) -> Callers:
     keys = raw.pop("hmac_keys", None) or {}
     for i, (name, value) in enumerate(keys.items()):
         if len(value) < MIN_CALLER_KEY_CHARS:  # never show the value, not even its length
-            problems.append(f"{key_name('callers.hmac_keys', name, i)} must be at least {MIN_CALLER_KEY_CHARS} characters "
-                            "(is its environment variable empty or short?)")
+            problems.append(f"{key_name('callers.hmac_keys', name, i)} must be at least {MIN_CALLER_KEY_CHARS} "
+                            "characters (is its environment variable empty or short?)")
     if "signature_header" in raw and raw["signature_header"].lower() == raw.get("header", Callers.header).lower():
         problems.append("callers.signature_header must differ from callers.header")
     return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw)

@@ -4,13 +4,15 @@ Trust model (docs/security.md): by default the caller header is asserted by inte
 on the internal network and egress trusts it as it trusts the network.  Opt-in signed identity
 (`callers.hmac_keys`): a caller name listed there is accepted only with a valid signature
 
-    X-Egress-Caller-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(key, "<t>.<caller>.<METHOD>.<upstream>.<target>")>
+    X-Egress-Caller-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(key, message)>
+    message = "<t>.<caller>.<METHOD>.<upstream>.<target>"
 
 where <upstream> is the name of the upstream the request routes to (so a signature for one
 upstream cannot be replayed against another reached by `Host` with the same target) and
 <target> is the request-target exactly as on the request line (path and query, or the
 absolute URL for forward-proxy requests), within `max_skew` seconds of egress's clock, compared
-in constant time.  `v1=` (which did not cover the upstream) is refused with a detail saying so.  Neither header is ever forwarded upstream; keys are `Secret`s, never logged.
+in constant time.  `v1=` (which did not cover the upstream) is refused with a detail saying so.
+Neither header is ever forwarded upstream; keys are `Secret`s, never logged.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@
     ├── OperationNotGranted          403 operation_not_granted  (grants)
     ├── CallerUnauthenticated        401 caller_unauthenticated (identity jwt/mtls)
     ├── InternalTokenInBody          403 internal_token_in_body
+    ├── InternalTokenInPath          403 internal_token_in_path
+    ├── MethodNotAllowed             403 method_not_allowed
+    ├── BadRequest                   400 bad_request
     ├── RequestTooLarge              413 request_too_large
     ├── RequestEncodingNotSupported  415 request_encoding_not_supported
     ├── UpstreamError                502 (the provider failed or misbehaved)
@@ -74,6 +77,18 @@ class CallerUnauthenticated(EgressError):
 
 class InternalTokenInBody(EgressError):
     status, reason, title = 403, "internal_token_in_body", "Internal token in request body"
+
+
+class InternalTokenInPath(EgressError):
+    status, reason, title = 403, "internal_token_in_path", "Internal token in request path"
+
+
+class MethodNotAllowed(EgressError):
+    status, reason, title = 403, "method_not_allowed", "Method not allowed through egress"
+
+
+class BadRequest(EgressError):
+    status, reason, title = 400, "bad_request", "Malformed request"
 
 
 class RequestTooLarge(EgressError):

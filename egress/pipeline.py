@@ -68,7 +68,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
     # caller
-    caller = await rt.identity.identify(request)
+    caller = await rt.identity.identify(request, up.name)
     ex.caller = caller.name
     identity.authorize(up, ex.caller)
     ex.grant = identity.authorize_operation(rt.grants.get(up.name), caller, request.method, ex.path)
@@ -81,6 +81,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
         if up.unmatched == "report":
             ex.event("egress.contract_unmatched", anomaly=False, method=request.method)
     # sanitize
+    rt.sanitizer.path(route.path, ex)
     body = await bodies.read_request_body(request.content, request.content_length,
                                           up.limits.max_request_bytes)
     ex.request_bytes = len(body)
@@ -106,7 +107,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
                                   drift=state.wants_drift(up.name, ex.operation))
         finally:
             if ex.contract == "violated" and up.breaker.count_violations:
-                breaker.record_violation()
+                breaker.record_violation(resp.status)
             if rt.recorder is not None and ex.contract in ("violated", "unmatched"):
                 rt.recorder.record(up.name, ex.operation or f"{request.method} {ex.path}", resp.status,
                                    resp.headers.get("Content-Type"), checked.body)

@@ -1,10 +1,13 @@
 """Routing: which upstream does a request target name? Deny by default.
 
 Three ways in (DESIGN): absolute-form (`HTTP_PROXY` clients), `Host:` naming an upstream's
-host, and a path prefix naming an upstream (`/payments/...`).  When `Host` names an
-upstream, Host wins over a path prefix: a client that reaches egress under the partner's
-host name sends the partner's real path, which may start with any word; a client that
-addresses egress itself sends egress's own host, where only the prefix can apply.
+host, and a path prefix naming an upstream (`/payments/...`).  Before any of them: only the
+methods a partner API needs (`ALLOWED_METHODS`; TRACE/TRACK would echo the injected
+credential back), no `#` fragment in the target, and a well-formed `Host` (ASCII, digits-only
+port).  When `Host` names an upstream, Host wins over a path prefix: a client that reaches
+egress under the partner's host name sends the partner's real path, which may start with any
+word; a client that addresses egress itself sends egress's own host, where only the prefix
+can apply.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from urllib.parse import unquote
 from yarl import URL
 
 from egress.config import Settings, Upstream
-from egress.errors import DestinationNotAllowed, TunnelNotAllowed
+from egress.errors import BadRequest, DestinationNotAllowed, MethodNotAllowed, TunnelNotAllowed
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# what partner APIs use; TRACE/TRACK (echo the request, credential included), DEBUG, WebDAV... are refused
+ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# RFC 9110 Host: uri-host [":" port], ASCII only; port digits are ASCII digits ("٨٠" is not 80)
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::([0-9]{0,5}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +55,14 @@ class Router:
     def resolve(self, method: str, target: str, host_header: str | None) -> Route:
         if method == "CONNECT":
             raise TunnelNotAllowed("CONNECT tunnels cannot be validated; send plain HTTP through the proxy")
+        if method not in ALLOWED_METHODS:
+            raise MethodNotAllowed("this method is not sent to partner APIs; use GET, HEAD, POST, PUT, PATCH, "
+                                   "DELETE or OPTIONS")
+        if "#" in target:  # a fragment never belongs in a request-target (RFC 9112 3.2)
+            raise BadRequest("the request target carries a '#' fragment; remove it")
         if target.startswith("/"):
             path, _, query = target.partition("?")
-            host, port = _split_host(host_header or "")
+            host, port = parse_host(host_header or "")
             if self._names_upstream(host, port):
                 return self._by_authority(host, port, None, path, query, via="host")
             return self._by_prefix(path, query)
@@ -132,14 +144,24 @@ def _under(path: str, base: str) -> bool:
     return not base or path == base or path.startswith(base + "/")
 
 
+def parse_host(value: str) -> tuple[str, int | None]:
+    """A Host header as (lower-cased host, port or None); BadRequest when malformed."""
+    match = _HOST.fullmatch(value.strip())
+    if match is None or (match.group(2) and int(match.group(2)) > 65535):
+        raise BadRequest("the Host header is malformed (ASCII host name, optional port of digits 0-9)")
+    host = match.group(1).lower()
+    return (host[1:-1] if host.startswith("[") else host), (int(match.group(2)) if match.group(2) else None)
+
+
 def _split_host(value: str) -> tuple[str, int | None]:
+    """Lenient (for naming a refused destination): never raises."""
     value = value.strip().lower()
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = value.partition(":")
-    return host, (int(port) if port.isdigit() else None)
+    return host, (int(port) if port.isascii() and port.isdigit() else None)
 
 
 def denied_host(target: str, host_header: str | None) -> str:

@@ -1,9 +1,11 @@
 """Sanitize: strip what must not leave (hop-by-hop, internal headers, query tokens, internal
 JWTs anywhere) and inject the upstream's credential.
 
-Pure functions over headers, query strings and bodies, compiled once per config
-(`Sanitizer`).  Each strip is recorded on the exchange as `egress.token_stripped` with where
-and which kind, never the value.
+Pure functions over headers, query strings, paths and bodies, compiled once per config
+(`Sanitizer`).  Names are compared the way the servers behind a provider read them: a header's
+`_` is a `-` (CGI turns both into `_`), a query name's `[]`/`[key]` suffix and `.`/`-`/space are
+ignored (PHP, Rails), and `;` separates query pairs as `&` does.  Each strip is recorded on
+the exchange as `egress.token_stripped` with where and which kind, never the value.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -19,6 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from egress.config import Sanitize, Settings, Upstream
 from egress.errors import (
     InternalTokenInBody,
+    InternalTokenInPath,
     RequestEncodingNotSupported,
     RequestTooLarge,
     ResponseTooLarge,
@@ -37,13 +40,34 @@ _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 _JWT = re.compile(r"[A-Za-z0-9_-]{8,}\.([A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]*")
 _JWT_BYTES = re.compile(rb"[A-Za-z0-9_-]{8,}\.([A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted-by-egress]"
+# stripped whatever `sanitize.strip_headers` says, unless `sanitize.keep_defaults: false`
+STRIP_FLOOR = ("authorization", "cookie", "proxy-authorization")
+_QUERY_SPLIT = re.compile(r"([&;])")
+_QUERY_SUFFIX = re.compile(r"\[[^\]]*\]$")
+
+
+def header_key(name: str) -> str:
+    """A header name as CGI-style servers read it: case-insensitive, `_` the same as `-`."""
+    return name.lower().replace("_", "-")
+
+
+def query_key(name: str) -> str:
+    """A query name as PHP/Rails-style servers read it: `access_token[]`, `access.token` and
+    `Access-Token` are all `access_token`."""
+    return _fold(unquote_plus(name) if "%" in name or "+" in name else name)
+
+
+def _fold(name: str) -> str:
+    if name.endswith("]"):
+        name = _QUERY_SUFFIX.sub("", name)
+    return name.strip().lower().replace(".", "_").replace("-", "_").replace(" ", "_")
 
 
 def connection_tokens(headers) -> set[str]:
     """Header names a message's `Connection` header lists: hop-by-hop for that message."""
     named = set()
     for value in headers.getall("Connection", ()):
-        named.update(t.strip().lower() for t in value.split(","))
+        named.update(header_key(t.strip()) for t in value.split(","))
     return named
 
 
@@ -64,14 +88,16 @@ def _b64json(segment: bytes | str) -> object:
 class Sanitizer:
     def __init__(self, settings: Settings) -> None:
         cfg: Sanitize = settings.sanitize
-        self._caller_headers = {settings.callers.header.lower(), settings.callers.signature_header.lower()}
+        self._caller_headers = {header_key(settings.callers.header), header_key(settings.callers.signature_header)}
         if settings.callers.jwt is not None:  # the caller's own token: never forwarded
-            self._caller_headers.add(settings.callers.jwt.header.lower())
-        patterns = [p.lower() for p in cfg.strip_headers]
+            self._caller_headers.add(header_key(settings.callers.jwt.header))
+        patterns = [header_key(p) for p in cfg.strip_headers]
+        if cfg.keep_defaults:
+            patterns += [p for p in STRIP_FLOOR if p not in patterns]
         self._strip_exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
         wild = [fnmatch.translate(p) for p in patterns if p not in self._strip_exact]
         self._strip_wild = re.compile("|".join(wild)) if wild else None
-        self._strip_query = frozenset(q.lower() for q in cfg.strip_query)
+        self._strip_query = frozenset(query_key(q) for q in cfg.strip_query)
         self._issuers = frozenset(cfg.internal_jwt_issuers)
         self.on_body_token = cfg.on_internal_token_in_body
 
@@ -90,8 +116,9 @@ class Sanitizer:
                 ex: Exchange) -> CIMultiDict[str]:
         connection_named = connection_tokens(incoming)
         out: CIMultiDict[str] = CIMultiDict()
+        credential = header_key(upstream.credential.header) if upstream.credential is not None else None
         for name, value in incoming.items():
-            low = name.lower()
+            low = header_key(name)
             if low in HOP_BY_HOP or low in _ALWAYS_DROP or low in connection_named:
                 continue
             if low in self._caller_headers:  # who is calling is egress's business, not the partner's
@@ -101,6 +128,10 @@ class Sanitizer:
             if low in self._strip_exact or (self._strip_wild and self._strip_wild.match(low)):
                 ex.event("egress.token_stripped", anomaly=False, where="header", name=low[:64],
                          kind="configured")
+                continue
+            if low == credential:  # egress injects it; no spelling of it from the caller goes out
+                ex.event("egress.token_stripped", anomaly=False, where="header", name=low[:64],
+                         kind="credential_header")
                 continue
             if self.has_internal_jwt(value) or self.has_internal_jwt(name):
                 ex.event("egress.token_stripped", where="header", name=_event_name(name, self), kind="internal_jwt")
@@ -112,21 +143,43 @@ class Sanitizer:
     def query(self, raw_query: str, ex: Exchange) -> str:
         if not raw_query:
             return raw_query
-        kept = []
-        for pair in raw_query.split("&"):
+        kept: list[str] = []
+        # pair, sep, pair, sep, ...: separators kept as sent
+        parts = _QUERY_SPLIT.split(raw_query)
+        for i in range(0, len(parts), 2):
+            pair = parts[i]
             name, _, value = pair.partition("=")
-            low = unquote_plus(name).lower()
+            plain_name = unquote_plus(name) if "%" in name or "+" in name else name
+            low = _fold(plain_name)
             if low in self._strip_query:
                 ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
                          kind="configured")
                 continue
-            plain_name = unquote_plus(name)
-            if self.has_internal_jwt(unquote_plus(value)) or self.has_internal_jwt(plain_name):
+            plain_value = unquote_plus(value) if "%" in value or "+" in value else value
+            if self.has_internal_jwt(plain_value) or self.has_internal_jwt(plain_name):
                 ex.event("egress.token_stripped", where="query", name=_event_name(plain_name, self),
                          kind="internal_jwt")
                 continue
+            if kept:
+                kept.append(parts[i - 1])
             kept.append(pair)
-        return "&".join(kept)
+        return "".join(kept)
+
+    # ------------------------------------------------------------------ path
+    def path(self, raw_path: str, ex: Exchange) -> None:
+        """Refuse an internal JWT in any path segment or matrix parameter (`;token=...`), in
+        any of up to three layers of percent-encoding: such a path is not sent, nor recorded."""
+        if not self._issuers or "." not in raw_path and "%" not in raw_path:
+            return
+        text = raw_path
+        for _ in range(4):
+            if self.has_internal_jwt(text):
+                ex.event("egress.internal_token_in_path", where="path", kind="internal_jwt")
+                raise InternalTokenInPath("the request path carries an internal token; nothing was sent")
+            decoded = unquote(text)
+            if decoded == text:
+                return
+            text = decoded
 
     # ------------------------------------------------------------------ body
     def body(self, body: bytes, content_type: str | None, ex: Exchange, *,

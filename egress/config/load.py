@@ -37,10 +37,10 @@ from egress.config.model import (
     Tls,
     Upstream,
 )
+from egress.config.problems import describe, key_name, key_path
 from egress.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_KEYS = {"credential", "hmac_keys"}
 
 MIN_CALLER_KEY_CHARS = 16
 
@@ -49,10 +49,10 @@ def _build_callers(raw: dict, problems: list[str], base_dir: Path = Path("."), h
     raw = dict(raw)
     proof = build_identity(raw, base_dir, has_client_ca, problems)  # identity, jwt, mtls
     keys = raw.pop("hmac_keys", None) or {}
-    for name, value in keys.items():
+    for i, (name, value) in enumerate(keys.items()):
         if len(value) < MIN_CALLER_KEY_CHARS:  # never show the value, not even its length
-            problems.append(f"callers.hmac_keys.{name} must be at least {MIN_CALLER_KEY_CHARS} characters "
-                            "(is its environment variable empty or short?)")
+            problems.append(f"{key_name('callers.hmac_keys', name, i)} must be at least {MIN_CALLER_KEY_CHARS} "
+                            "characters (is its environment variable empty or short?)")
     if "signature_header" in raw and raw["signature_header"].lower() == raw.get("header", Callers.header).lower():
         problems.append("callers.signature_header must differ from callers.header")
     return Callers(hmac_keys=tuple(sorted((n, Secret(v)) for n, v in keys.items())), **raw, **proof)
@@ -66,36 +66,10 @@ def _schema() -> dict:
 _VALIDATOR = jsonschema.Draft202012Validator(_schema())
 
 
-def key_path(parts) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def _schema_problems(doc: Any) -> list[str]:
-    problems = []
-    for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        path = list(err.absolute_path)
-        where = key_path(path)
-        if _SECRET_KEYS & {str(p) for p in path}:
-            problems.append(f"{where} is invalid ({err.validator} {err.validator_value!r}; value hidden)")
-        elif err.validator == "additionalProperties":
-            problems.append(f"{where}: {err.message}")
-        elif err.validator == "required":
-            problems.append(f"{where}: {err.message}")
-        elif err.validator in ("exclusiveMinimum",):
-            problems.append(f"{where} must be > {err.validator_value}, got {err.instance!r}")
-        elif err.validator in ("minimum",):
-            problems.append(f"{where} must be >= {err.validator_value}, got {err.instance!r}")
-        elif err.validator in ("maximum",):
-            problems.append(f"{where} must be <= {err.validator_value}, got {err.instance!r}")
-        elif err.validator == "enum":
-            allowed = " | ".join(map(str, err.validator_value))
-            problems.append(f"{where} must be one of {allowed}, got {err.instance!r}")
-        else:
-            problems.append(f"{where}: {err.message}")
-    return problems
+    """Every schema error, worded without the config's values (problems.describe)."""
+    errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    return [describe(err) for err in errors]
 
 
 def _resolve_env(node: Any, environ: Mapping[str, str], path: list, problems: list[str]) -> Any:
@@ -128,10 +102,10 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
         url = URL(raw["url"])
         url.port  # noqa: B018 - yarl parses the port lazily; a bad one raises here
     except ValueError:
-        problems.append(f"{where}.url is not a valid URL, got {raw['url']!r}")
+        problems.append(f"{where}.url is not a valid URL (scheme://host[:port]/path; value hidden)")
         return None
     if not url.host:
-        problems.append(f"{where}.url must name a host, got {raw['url']!r}")
+        problems.append(f"{where}.url must name a host (scheme://host[:port]/path; value hidden)")
         return None
     if url.user or url.password or url.raw_query_string or url.raw_fragment:
         problems.append(f"{where}.url must not carry credentials, a query or a fragment")

@@ -187,6 +187,8 @@ class Sanitize:
     strip_query: tuple[str, ...] = ("access_token", "id_token", "api_key")
     internal_jwt_issuers: tuple[str, ...] = ()
     on_internal_token_in_body: str = "block"
+    # strip_headers given in config add to STRIP_FLOOR (sanitize.py) unless this is false
+    keep_defaults: bool = True
 
 
 @dataclass(frozen=True)

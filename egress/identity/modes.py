@@ -47,11 +47,11 @@ class Identity:
             await self._session.close()
             self._session = None
 
-    async def identify(self, request) -> Caller:
+    async def identify(self, request, upstream: str | None = None) -> Caller:
         headers, callers = request.headers, self.callers
         if self.mode == "header":
             name = identify_header(headers.get(callers.header), callers, method=request.method,
-                                   target=request.raw_path, headers=headers)
+                                   target=request.raw_path, headers=headers, upstream=upstream)
             return Caller(name)
         if self.jwt is not None:
             caller = await self.jwt.verify(headers.get(callers.jwt.header))

@@ -10,7 +10,8 @@ standard OTEL_* environment, and hand-made spans built after the fact from an Ex
 - `SpanBuilder.build(ex, operation)`: one SERVER span with the exchange's own ids
   (trace_id / span_id, parent = the caller's span), one CLIENT span per attempt, the
   exchange's events on the SERVER span; explicit start/end times.  Attribute values pass an
-  allowlist of types, strings are cut to 256 characters.
+  allowlist of types, strings are cut to 256 characters; `url.full` has no query and its
+  secret-looking path segments masked (`templating.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
 from egress.exchange import Exchange
+from egress.observe.templating import mask_secrets
 
 log = logging.getLogger("egress")
 
@@ -238,7 +240,7 @@ class SpanBuilder:
             server.add_event(e.name[:64], clean_attrs(e.attrs), timestamp=e.time_ns)
         child_ctx = trace_api.set_span_in_context(server, Context())
         for a in ex.attempts:
-            cattrs: dict[str, Any] = {"http.request.method": ex.method[:16], "url.full": a.url[:MAX_STR],
+            cattrs: dict[str, Any] = {"http.request.method": ex.method[:16], "url.full": mask_secrets(a.url)[:MAX_STR],
                                       "egress.upstream": up.name if up else "", "egress.attempt": a.number}
             if up is not None:
                 cattrs["server.address"], cattrs["server.port"] = up.host, up.port

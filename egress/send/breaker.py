@@ -14,10 +14,12 @@ closed, failure -> open).  This module adds what pybreaker lacks on asyncio:
   published again.
 
 What counts as a failure (`counts_as_failure`): UpstreamTimeout, UpstreamUnavailable,
-ResponseTooLarge, UnexpectedContentEncoding (the provider failed or misbehaved at the
-transport level); ContractViolation, InvalidJson, UnexpectedContentType only when
-`count_violations` (the pipeline normally reports those through `record_violation()`);
-a status in `settings.on_status` that is >= 500.  Never: 4xx, AddressBlocked and
+UnexpectedContentEncoding (the provider failed or misbehaved at the transport level);
+ContractViolation, InvalidJson, UnexpectedContentType only when `count_violations` (the
+pipeline normally reports those through `record_violation(status)`); a status in
+`settings.on_status` that is >= 500.  Never: what the caller's own request caused, so one
+caller cannot open the breaker for all — a 4xx, a violation in a 4xx answer, ResponseTooLarge
+(a response too large for that caller's query: `?limit=100000`); AddressBlocked and
 RedirectBlocked (our policy refused; nothing wrong was proven about the provider),
 CircuitOpen, CancelledError, or any non-egress exception (neither failure nor success).
 """
@@ -36,7 +38,6 @@ from egress.errors import (
     CircuitOpen,
     ContractViolation,
     InvalidJson,
-    ResponseTooLarge,
     UnexpectedContentEncoding,
     UnexpectedContentType,
     UpstreamTimeout,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 _FROM_PYBREAKER = {pybreaker.STATE_CLOSED: CLOSED, pybreaker.STATE_OPEN: OPEN,
                    pybreaker.STATE_HALF_OPEN: HALF_OPEN}
-_TRANSPORT_FAILURES = (UpstreamTimeout, UpstreamUnavailable, ResponseTooLarge, UnexpectedContentEncoding)
+_TRANSPORT_FAILURES = (UpstreamTimeout, UpstreamUnavailable, UnexpectedContentEncoding)
 _VIOLATIONS = (ContractViolation, InvalidJson, UnexpectedContentType)
 
 
@@ -149,12 +150,15 @@ class Breaker:
             self._record(outcome == "failure")
         # open, or half-open with someone else's probe: a late outcome changes nothing
 
-    def record_violation(self) -> None:
-        """The pipeline found the body in breach of its contract (after the attempt).
+    def record_violation(self, status: int | None = None) -> None:
+        """The pipeline found the body (of a response with `status`) in breach of its contract.
 
         The attempt itself was recorded as a success, which reset the consecutive count;
         the violation takes that success back (restores the count) and adds a failure.
+        A 4xx answers the caller's own request: its violation is not the provider failing.
         """
+        if status is not None and 400 <= status < 500:
+            return
         if self.settings.count_violations and self.state == CLOSED:
             for _ in range(self._reset_from):
                 self._storage.increment_counter()

@@ -1,5 +1,6 @@
 """Opt-in signed caller identity: a caller name listed in `callers.hmac_keys` is accepted only
-with `X-Egress-Caller-Signature: t=<unix>,v1=<hex HMAC-SHA256(key, "<t>.<caller>.<METHOD>.<target>")>`.
+with `X-Egress-Caller-Signature: t=<unix>,v2=<hex HMAC-SHA256(key, "<t>.<caller>.<METHOD>.<upstream>.<target>")>`
+(issue 12: the upstream is signed too; `v1=`, which did not cover it, is refused).
 
 Direct calls to `callers.identify` (a pure function with an injected clock) for the decision
 table; config parsing for the new keys; and through the real proxy, which needs the pipeline to
@@ -27,9 +28,11 @@ NOW = 1_760_000_000
 SETTINGS = Callers(hmac_keys=(("billing", Secret(OTHER_KEY)), ("checkout", Secret(KEY))))
 
 
-def sig(t=NOW, caller="checkout", method="GET", target="/pay/charges?limit=2", key=KEY) -> str:
-    mac = hmac.new(key.encode(), f"{t}.{caller}.{method}.{target}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+def sig(t=NOW, caller="checkout", method="GET", target="/pay/charges?limit=2", key=KEY, upstream="pay",
+        field="v2") -> str:
+    message = f"{t}.{caller}.{method}.{upstream}.{target}" if field == "v2" else f"{t}.{caller}.{method}.{target}"
+    mac = hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return f"t={t},{field}={mac}"
 
 
 def headers(caller="checkout", signature=None, extra=()) -> CIMultiDict:
@@ -46,7 +49,7 @@ def headers(caller="checkout", signature=None, extra=()) -> CIMultiDict:
 CASES = [
     # id, headers, method, target, outcome (caller name, or the error class)
     ("valid", headers(signature=sig()), "GET", "/pay/charges?limit=2", "checkout"),
-    ("valid-uppercase-hex", headers(signature=sig().upper().replace("T=", "t=").replace("V1=", "v1=")), "GET",
+    ("valid-uppercase-hex", headers(signature=sig().upper().replace("T=", "t=").replace("V2=", "v2=")), "GET",
      "/pay/charges?limit=2", "checkout"),
     ("valid-at-skew-edge", headers(signature=sig(t=NOW - 300)), "GET", "/pay/charges?limit=2", "checkout"),
     ("unkeyed-caller-unsigned-still-trusted", headers(caller="reporting"), "GET", "/x", "reporting"),
@@ -66,6 +69,10 @@ CASES = [
     ("two-caller-headers", headers(signature=sig(), extra=[("X-Egress-Caller", "billing")]), "GET",
      "/pay/charges?limit=2", CallerNotAllowed),
     ("no-caller", headers(caller=None, signature=sig()), "GET", "/pay/charges?limit=2", CallerMissing),
+    ("signed-for-another-upstream", headers(signature=sig(upstream="ledger")), "GET", "/pay/charges?limit=2",
+     CallerNotAllowed),
+    ("v1-without-upstream-refused", headers(signature=sig(field="v1")), "GET", "/pay/charges?limit=2",
+     CallerNotAllowed),
 ]
 
 
@@ -73,7 +80,7 @@ CASES = [
 def test_identify_signed(case):
     _, h, method, target, outcome = case
     call = lambda: callers.identify(h.get("X-Egress-Caller"), SETTINGS, method=method, target=target,  # noqa: E731
-                                    headers=h, clock=lambda: NOW)
+                                    headers=h, clock=lambda: NOW, upstream="pay")
     if isinstance(outcome, str):
         assert call() == outcome
         return
@@ -96,7 +103,7 @@ def test_old_signature_still_works_and_fails_closed_for_keyed_names():
 
 
 def test_sign_helper_matches_the_documented_formula():
-    assert f"t={NOW},v1={callers.sign(KEY, NOW, 'checkout', 'get', '/pay/charges?limit=2')}" == sig()
+    assert f"t={NOW},v2={callers.sign(KEY, NOW, 'checkout', 'get', '/pay/charges?limit=2', upstream='pay')}" == sig()
 
 
 def test_wrong_mac_is_compared_in_constant_time(monkeypatch):
@@ -105,7 +112,7 @@ def test_wrong_mac_is_compared_in_constant_time(monkeypatch):
     monkeypatch.setattr(identity_header.hmac, "compare_digest", lambda a, b: seen.append(1) or real(a, b))
     with pytest.raises(CallerNotAllowed):
         callers.identify("checkout", SETTINGS, method="GET", target="/", headers=headers(signature=sig()),
-                         clock=lambda: NOW)
+                         clock=lambda: NOW, upstream="pay")
     assert seen
 
 

@@ -133,6 +133,14 @@ RAW_CASES = [
     ("destination_not_allowed-forbidden-port", b"GET http://127.0.0.1:22/v1/x HTTP/1.1\r\nHost: 127.0.0.1:22\r\nX-Egress-Caller: checkout\r\n\r\n",
      403, "destination_not_allowed"),
     ("destination_not_allowed-outside-base-path", None, 403, "destination_not_allowed"),
+    ("method_not_allowed-trace", b"TRACE /pay/x HTTP/1.1\r\nHost: egress\r\nX-Egress-Caller: checkout\r\n\r\n",
+     403, "method_not_allowed"),
+    ("bad_request-fragment", b"GET /pay/x#y HTTP/1.1\r\nHost: egress\r\nX-Egress-Caller: checkout\r\n\r\n",
+     400, "bad_request"),
+    ("bad_request-host-port", b"GET /v1/x HTTP/1.1\r\nHost: egress:8o\r\nX-Egress-Caller: checkout\r\n\r\n",
+     400, "bad_request"),
+    ("internal_token_in_path", b"GET /pay/x/" + make_jwt(INTERNAL_ISSUER).encode()
+     + b" HTTP/1.1\r\nHost: egress\r\nX-Egress-Caller: checkout\r\n\r\n", 403, "internal_token_in_path"),
 ]
 
 

@@ -88,7 +88,7 @@ COUNTING = [
     ("status_not_in_on_status", [501] * 10, SETTINGS, "closed", 0),
     ("address_blocked_is_our_policy", [AddressBlocked()] * 10, SETTINGS, "closed", 0),
     ("redirect_blocked_is_our_policy", [RedirectBlocked()] * 10, SETTINGS, "closed", 0),
-    ("response_too_large_is_misbehaviour", [ResponseTooLarge()] * 5, SETTINGS, "open", 5),
+    ("response_too_large_is_the_callers_query", [ResponseTooLarge()] * 10, SETTINGS, "closed", 0),
     ("bad_encoding_is_misbehaviour", [UnexpectedContentEncoding()] * 5, SETTINGS, "open", 5),
     ("violation_raised_counts", [ContractViolation()] * 5, SETTINGS, "open", 5),
     ("violation_ignored_without_count_violations", [InvalidJson()] * 10,
@@ -229,8 +229,12 @@ async def test_late_outcome_cannot_touch_an_open_breaker():
 
 
 VIOLATIONS = [
-    ("counted_when_configured", BreakerSettings(failures=3, count_violations=True), "open"),
-    ("ignored_when_not", BreakerSettings(failures=3, count_violations=False), "closed"),
+    ("counted_when_configured", BreakerSettings(failures=3, count_violations=True), 200, "open"),
+    ("ignored_when_not", BreakerSettings(failures=3, count_violations=False), 200, "closed"),
+    ("counted_in_a_5xx_answer", BreakerSettings(failures=3, count_violations=True), 501, "open"),
+    ("no_status_given_counts", BreakerSettings(failures=3, count_violations=True), None, "open"),
+    ("not_counted_in_a_4xx_answer", BreakerSettings(failures=3, count_violations=True), 400, "closed"),
+    ("not_counted_in_a_404_answer", BreakerSettings(failures=3, count_violations=True), 404, "closed"),
 ]
 
 
@@ -242,12 +246,12 @@ async def test_violation_takes_back_the_success_of_its_exchange():
     assert breaker.failures == 4
 
 
-@pytest.mark.parametrize("settings,state", [c[1:] for c in VIOLATIONS], ids=[c[0] for c in VIOLATIONS])
-async def test_record_violation(settings, state):
+@pytest.mark.parametrize("settings,status,state", [c[1:] for c in VIOLATIONS], ids=[c[0] for c in VIOLATIONS])
+async def test_record_violation(settings, status, state):
     clock, _, breaker, _ = make(settings)
     for _ in range(3):
-        await call(breaker, clock, 200)
-        breaker.record_violation()
+        await call(breaker, clock, status or 200)
+        breaker.record_violation(status)
     assert breaker.state == state
 
 

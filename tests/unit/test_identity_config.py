@@ -56,7 +56,7 @@ BAD = [
      "callers.mtls.caller_from must be one of spiffe | dns | cn"),
     ("listen_tls_missing_file", {}, {"listen_tls": {"cert_file": "none.pem", "key_file": "none.key"}},
      "listen_tls.cert_file: file not found: none.pem"),
-    ("listen_tls_without_key", {}, {"listen_tls": {"cert_file": "none.pem"}}, "listen_tls: 'key_file' is a required"),
+    ("listen_tls_without_key", {}, {"listen_tls": {"cert_file": "none.pem"}}, "listen_tls: missing required key(s) 'key_file'"),
 ]
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from egress.config import settings_from_dict
-from egress.errors import DestinationNotAllowed, TunnelNotAllowed
+from egress.errors import BadRequest, DestinationNotAllowed, MethodNotAllowed, TunnelNotAllowed
 from egress.routes import Router
 
 SETTINGS = settings_from_dict({"upstreams": [
@@ -30,6 +30,9 @@ OK = [
      "host"),
     ("host-wins-over-prefix", "GET", "/crm/contacts", "crm.example", "crm", "/crm/contacts", "", "host"),
     ("host-of-egress-itself-uses-prefix", "GET", "/local/x", "127.0.0.1:8080", "local", "/x", "", "prefix"),
+    ("host-empty-port", "GET", "/v1/charges", "api.payments.example:", "payments", "/charges", "", "host"),
+    ("host-ipv6-literal-uses-prefix", "GET", "/crm/x", "[::1]:8080", "crm", "/x", "", "prefix"),
+    ("every-allowed-method", "PATCH", "/crm/x", "egress", "crm", "/x", "", "prefix"),
 ]
 
 
@@ -55,6 +58,19 @@ DENIED = [
     ("host-path-outside-base", "GET", "/admin", "api.payments.example", DestinationNotAllowed, "port or path"),
     ("asterisk-form", "OPTIONS", "*", "egress", DestinationNotAllowed, "unsupported"),
     ("connect", "CONNECT", "api.payments.example:443", None, TunnelNotAllowed, "CONNECT"),
+    # issue 12: methods that echo the request, fragments, malformed Host
+    ("trace", "TRACE", "/payments/x", "egress", MethodNotAllowed, "not sent to partner APIs"),
+    ("track", "TRACK", "/payments/x", "egress", MethodNotAllowed, "not sent to partner APIs"),
+    ("debug", "DEBUG", "/payments/x", "egress", MethodNotAllowed, "not sent to partner APIs"),
+    ("lowercase-get", "get", "/payments/x", "egress", MethodNotAllowed, "not sent to partner APIs"),
+    ("fragment", "GET", "/payments/charges/#x", "egress", BadRequest, "fragment"),
+    ("fragment-absolute", "GET", "https://api.payments.example/v1/x#y", None, BadRequest, "fragment"),
+    ("host-arabic-indic-port", "GET", "/v1/x", "api.payments.example:\u0664\u0664\u0663", BadRequest, "Host"),
+    ("host-superscript-port", "GET", "/v1/x", "api.payments.example:\u00b2", BadRequest, "Host"),
+    ("host-letters-in-port", "GET", "/v1/x", "api.payments.example:44x", BadRequest, "Host"),
+    ("host-port-too-big", "GET", "/v1/x", "api.payments.example:65536", BadRequest, "Host"),
+    ("host-non-ascii-name", "GET", "/v1/x", "api.p\u00e4yments.example", BadRequest, "Host"),
+    ("host-with-space", "GET", "/v1/x", "api.payments.example evil", BadRequest, "Host"),
 ]
 
 
@@ -64,7 +80,9 @@ def test_denied(case):
     with pytest.raises(error) as info:
         ROUTER.resolve(method, target, host)
     assert words in info.value.detail
-    assert info.value.reason in ("destination_not_allowed", "tunnel_not_allowed")
+    assert info.value.reason in ("destination_not_allowed", "tunnel_not_allowed", "method_not_allowed",
+                                 "bad_request")
+    assert info.value.reason == error.reason
 
 
 @pytest.mark.parametrize("url,expected", [

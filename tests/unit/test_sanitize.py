@@ -168,3 +168,51 @@ def test_token_used_as_a_name_is_stripped_and_never_recorded():
     assert [a["name"] for a in stripped] == ["(token)", "(token)"]
     assert not any(payload[:16].lower() in repr(e.attrs).lower() or INTERNAL[:16] in repr(e.attrs)
                    for e in ex.events)
+
+
+PATH_CASES = [
+    # id, raw relative path, refused?
+    ("segment", f"/charges/{INTERNAL}", True),
+    ("matrix-param", f"/charges/ch_1;token={INTERNAL}", True),
+    ("percent-encoded-dots", "/c/" + INTERNAL.replace(".", "%2E"), True),
+    ("double-encoded", "/c/" + INTERNAL.replace(".", "%252E"), True),
+    ("triple-encoded", "/c/" + INTERNAL.replace(".", "%25252E"), True),
+    ("partner-jwt-kept", f"/charges/{PARTNER}", False),
+    ("file-name-kept", "/files/report.v2.pdf", False),
+    ("plain-kept", "/charges/ch_1", False),
+]
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=[c[0] for c in PATH_CASES])
+def test_path(case):
+    from egress.errors import InternalTokenInPath
+    _, path, refused = case
+    s, _ = make()
+    ex = Exchange("GET")
+    if not refused:
+        s.path(path, ex)
+        assert ex.events == []
+        return
+    with pytest.raises(InternalTokenInPath) as info:
+        s.path(path, ex)
+    assert info.value.reason == "internal_token_in_path" and info.value.status == 403
+    assert [e.name for e in ex.events] == ["egress.internal_token_in_path"]
+    assert INTERNAL not in str(ex.events[0].attrs) and INTERNAL not in info.value.detail
+
+
+KEYS = [
+    ("header-underscore", "header", "X-Internal_Token", "x-internal-token"),
+    ("header-case", "header", "PROXY_AUTHORIZATION", "proxy-authorization"),
+    ("query-brackets", "query", "access_token[]", "access_token"),
+    ("query-encoded-brackets", "query", "access_token%5B%5D", "access_token"),
+    ("query-index", "query", "access_token[0]", "access_token"),
+    ("query-php-dot", "query", "access.token", "access_token"),
+    ("query-hyphen-case", "query", "Access-Token", "access_token"),
+]
+
+
+@pytest.mark.parametrize("case", KEYS, ids=[c[0] for c in KEYS])
+def test_names_compared_as_servers_read_them(case):
+    from egress.sanitize import header_key, query_key
+    _, kind, name, key = case
+    assert (header_key if kind == "header" else query_key)(name) == key

@@ -61,6 +61,7 @@ class Inventory:
         self._ups: dict[str, _Upstream] = {}
         self._denied: dict[tuple[str, str], list[int]] = {}   # (host, caller) -> [count, last_ns]
         self.breakers: Callable[[], dict] | None = None
+        self.suspensions: Callable[[], list] | None = None   # the kill switch's active records
 
     def observe(self, ex: Exchange, operation: str) -> None:
         now = ex.end_ns or time.time_ns()
@@ -140,10 +141,14 @@ class Inventory:
                     for op_name, op in sorted(u.ops.items())
                 ],
             })
+        suspended = self.suspensions() if self.suspensions is not None else []
+        for entry in upstreams:
+            entry["suspended"] = next((s for s in suspended if s["target"] == "upstream"
+                                       and s["name"] == entry["name"]), None)
         top = sorted(self._denied.items(), key=lambda kv: -kv[1][0])[:TOP_DENIED]
         denied = [{"host": h, "caller": c, "count": n, "last_seen": _iso(last)} for (h, c), (n, last) in top]
         return {"version": VERSION, "generated_at": _iso(time.time_ns()), "upstreams": upstreams,
-                "denied_destinations": denied}
+                "denied_destinations": denied, "suspended": suspended}
 
 
 # ---------------------------------------------------------------- the CLI side

@@ -34,7 +34,7 @@ from egress.observe.logs import log
 from egress.send.client import UpstreamClient
 
 DEFAULT_EXPIRES_IN = 300.0  # when the IdP gives no expires_in (RFC 6749 5.1: RECOMMENDED)
-EXPIRY_MARGIN = 1.0         # a token is not used in its last second
+EXPIRY_MARGIN = 1.0         # a token is not used in its last second (or last tenth)
 MAX_TOKEN_ANSWER = 65536
 BACKOFF, MAX_BACKOFF = 0.5, 10.0
 
@@ -112,7 +112,7 @@ class TokenSource:
             self._failed(started, type(exc).__name__)
         else:
             self._token, self._backoff, self._not_before = token, BACKOFF, 0.0
-            self._expires_at = started + max(0.0, expires_in - EXPIRY_MARGIN)
+            self._expires_at = started + expires_in - min(EXPIRY_MARGIN, expires_in * 0.1)
             self._refresh_at = started + expires_in * self.cfg.refresh_at
         finally:
             self._inflight = None

@@ -171,22 +171,23 @@ def _unreachable_url():
         return f"https://127.0.0.1:{s.getsockname()[1]}/oauth/token"
 
 
-NO_TOKEN_CASES = [
-    ("idp_500", {"mode": "500"}, {}),
-    ("idp_unreachable", {"url": "unreachable"}, {}),
-    ("answer_not_json", {"mode": "not_json"}, {}),
-    ("answer_without_access_token", {"mode": "no_token"}, {}),
-    ("token_type_not_bearer", {"mode": "mac"}, {}),
-    ("client_secret_refused", {"secret": "another-secret"}, {}),
-    ("idp_too_slow", {"delay": 1.0}, {"timeout": 0.3}),
-    ("idp_on_a_blocked_address", {"host": "127.0.0.2"}, {}),
-    ("idp_tls_not_trusted", {"ca": "untrusted"}, {}),
+NO_TOKEN_CASES = [  # (id, the IdP's behaviour, oauth2 settings, why egress logs it failed)
+    ("idp_500", {"mode": "500"}, {}, "status 500"),
+    ("idp_unreachable", {"url": "unreachable"}, {}, "upstream_unavailable"),
+    ("answer_not_json", {"mode": "not_json"}, {}, "answer is not JSON"),
+    ("answer_without_access_token", {"mode": "no_token"}, {}, "answer has no usable access_token"),
+    ("token_type_not_bearer", {"mode": "mac"}, {}, "token_type is not bearer"),
+    ("client_secret_refused", {"secret": "another-secret"}, {}, "status 401"),
+    ("idp_too_slow", {"delay": 1.0}, {"timeout": 0.3}, "upstream_timeout"),
+    ("idp_on_a_blocked_address", {"host": "127.0.0.2"}, {}, "address_blocked"),
+    ("idp_tls_not_trusted", {"ca": "untrusted"}, {}, "upstream_unavailable"),
 ]
 
 
-@pytest.mark.parametrize("case, idp_kw, oauth", [c for c in NO_TOKEN_CASES], ids=[c[0] for c in NO_TOKEN_CASES])
+@pytest.mark.parametrize("case, idp_kw, oauth, why", NO_TOKEN_CASES, ids=[c[0] for c in NO_TOKEN_CASES])
 async def test_no_valid_token_is_503_credential_unavailable(proxy, idp_factory, partner_factory, ca_file,
-                                                             tmp_path, case, idp_kw, oauth):
+                                                             tmp_path, caplog, case, idp_kw, oauth, why):
+    caplog.set_level(logging.WARNING, logger="egress")
     idp_kw = dict(idp_kw)
     url_kind, ca_kind, secret = idp_kw.pop("url", None), idp_kw.pop("ca", None), idp_kw.pop("secret", None)
     idp = await idp_factory(**idp_kw)
@@ -203,6 +204,8 @@ async def test_no_valid_token_is_503_credential_unavailable(proxy, idp_factory, 
     assert (status, reason) == (503, "credential_unavailable")
     assert partner.hits == 0, "nothing is sent without a credential"
     assert SECRET.encode() not in body and b"SECRETTOKEN" not in body
+    failures = [r.fields for r in caplog.records if r.getMessage() == "oauth2 token fetch failed"]
+    assert failures and failures[0]["error"] == why and failures[0]["upstream"] == "partner"
     fetches = idp.fetches
     assert (await call(handle))[:2] == (503, "credential_unavailable")
     assert idp.fetches == fetches, "within the backoff the IdP is not asked again"

@@ -168,3 +168,32 @@ async def test_replicas_obey_within_a_second_through_redis(tmp_path, redis_serve
         for proc in (a, b, late):
             if proc is not None:
                 await asyncio.to_thread(proc.stop)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
+async def test_survives_a_redis_restart_and_changes_made_while_it_was_down(proxy, provider, redis_server):
+    fake = await provider()
+    doc = two_upstreams(fake.url)
+    doc["store"] = redis_server.url
+    env = {"ADMIN_TOKEN": TOKEN}
+    a, b = await proxy(doc, environ=env), await proxy(doc, environ=env)
+
+    async def until(handle, expected, limit=10.0):
+        started = time.monotonic()
+        while (got := await status_of(handle, "/pay/x")) != expected:
+            assert time.monotonic() - started < limit, f"still {got}"
+            await asyncio.sleep(0.05)
+
+    await admin(a, "/admin/upstreams/pay/suspend", {"reason": "partner compromised"})
+    await until(b, (503, "upstream_suspended"))
+    redis_server.kill()
+    redis_server.start()                     # empty: no persistence; the replicas write back
+    await asyncio.sleep(1.0)
+    c = await proxy(doc, environ=env)        # started after the restart: learns it from Redis
+    await until(c, (503, "upstream_suspended"))
+    redis_server.kill()
+    assert (await admin(b, "/admin/upstreams/pay/resume", {"reason": "rotated"}))[0] == 200
+    assert await status_of(b, "/pay/x") == (200, None), "local at once, Redis down or not"
+    redis_server.start()
+    await until(a, (200, None))              # queued on b, written once Redis was back
+    await until(c, (200, None))

@@ -154,10 +154,12 @@ class Inventory:
 # ---------------------------------------------------------------- the CLI side
 
 
-def fetch(admin_url: str, *, timeout: float = 5.0) -> dict:
-    """GET {admin_url}/admin/inventory and parse it (raises OSError/ValueError on failure)."""
+def fetch(admin_url: str, *, timeout: float = 5.0, token: str | None = None) -> dict:
+    """GET {admin_url}/admin/inventory and parse it (raises OSError/ValueError on failure);
+    `token`: the admin_token, sent as a bearer token."""
     url = admin_url.rstrip("/") + "/admin/inventory"
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (admin URL from the operator)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:  # noqa: S310 (admin URL from the operator)
         return orjson.loads(resp.read())
 
 

@@ -73,3 +73,23 @@ async def test_admin_token_file_rotates(proxy, provider, tmp_path):
     await asyncio.sleep(1.1)
     assert (await ask(handle, "GET", "/admin/inventory", "Bearer first-admin-token-0123456789"))[0] == 401
     assert await ask(handle, "GET", "/admin/inventory", "Bearer second-admin-token-0123456789") == (200, None)
+
+
+@pytest.mark.parametrize("token_from, status", [
+    ("nothing", 1), ("env", 0), ("file", 0), ("wrong_env", 1),
+], ids=["no_token_refused", "env_token", "token_file", "wrong_token_refused"])
+async def test_inventory_cli_sends_the_admin_token(guarded, tmp_path, monkeypatch, capsys, token_from, status):
+    from egress.cli import main
+    monkeypatch.delenv("EGRESS_ADMIN_TOKEN", raising=False)
+    args = ["inventory", "--admin", guarded.admin_url]
+    if token_from == "env":
+        monkeypatch.setenv("EGRESS_ADMIN_TOKEN", TOKEN)
+    elif token_from == "wrong_env":
+        monkeypatch.setenv("EGRESS_ADMIN_TOKEN", "wrong-token-0123456789")
+    elif token_from == "file":
+        (tmp_path / "token").write_text(TOKEN + "\n")
+        args += ["--admin-token-file", str(tmp_path / "token")]
+    assert await asyncio.to_thread(main, args) == status
+    out, err = capsys.readouterr()
+    assert ("401" in err) is (status == 1)
+    assert TOKEN not in out + err

@@ -29,20 +29,24 @@ RETIRED_CLOSE_AFTER = 60.0  # a replaced token source may still serve the old ge
 class Credentials:
     def __init__(self, *, resolver=None) -> None:
         self._resolver = resolver
-        self._sources: dict[str, tuple[tuple, FileValue | TokenSource]] = {}
+        # upstream name -> (what the source was built from, the source, the Upstream last seen)
+        self._sources: dict[str, tuple[tuple, FileValue | TokenSource, Upstream]] = {}
         self._retired: list[TokenSource] = []
 
     def _source(self, up: Upstream) -> FileValue | TokenSource:
+        held = self._sources.get(up.name)
+        if held is not None and held[2] is up:   # the hot path: same generation's Upstream
+            return held[1]
         cred = up.credential
         key = (cred, up.tls, up.allow_private_addresses, up.timeout.connect)
-        held = self._sources.get(up.name)
-        if held is not None and held[0] == key:
+        if held is not None and held[0] == key:   # a reload that left this credential alone
+            self._sources[up.name] = (key, held[1], up)
             return held[1]
         if held is not None and isinstance(held[1], TokenSource):
             self._retire(held[1])
         source = (TokenSource(up, resolver=self._resolver) if cred.oauth2 is not None
                   else FileValue(cred.value_file))
-        self._sources[up.name] = (key, source)
+        self._sources[up.name] = (key, source, up)
         return source
 
     def _retire(self, source: TokenSource) -> None:
@@ -87,7 +91,7 @@ class Credentials:
         return True
 
     async def close(self) -> None:
-        for _, source in self._sources.values():
+        for _, source, _ in self._sources.values():
             if isinstance(source, TokenSource):
                 await source.close()
         for source in self._retired:

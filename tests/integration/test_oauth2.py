@@ -268,3 +268,22 @@ async def test_client_secret_file_rotation_is_picked_up(proxy, idp_factory, part
     await asyncio.sleep(1.1)                 # files are looked at once a second
     assert (await call(handle))[:2] == (200, None)
     assert base64.b64decode(idp.auth_headers[-1][6:]).decode() == f"{CLIENT_ID}:{rotated}"
+
+
+@pytest.mark.parametrize("change, fetches_after", [
+    ({}, 1), ({"scope": "charges:write"}, 2),
+], ids=["same_credential_keeps_the_token", "changed_credential_fetches_anew"])
+async def test_token_cache_across_reload(proxy, idp_factory, partner_factory, ca_file, tmp_path, monkeypatch,
+                                         change, fetches_after):
+    import yaml
+    idp = await idp_factory()
+    partner = await partner_factory(partner_accepting(idp))
+    handle = await start(proxy, partner, idp.url, ca_file)
+    assert (await call(handle))[:2] == (200, None) and idp.fetches == 1
+    doc = doc_for(partner, idp.url, ca_file, **change)
+    config = tmp_path / "egress.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("PARTNER_SECRET", SECRET)
+    assert await handle.state.reload(config) == []
+    assert (await call(handle))[:2] == (200, None)
+    assert idp.fetches == fetches_after

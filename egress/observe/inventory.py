@@ -193,6 +193,12 @@ def render_table(doc: dict) -> str:
         if rows:
             out += ["  " + r for r in _table(rows, ["operation", "contract", "calls", "status", "callers", "drift"])]
         out.append("")
+    suspended = doc.get("suspended", [])
+    if suspended:
+        out.append("suspended (kill switch)")
+        rows = [[s["target"], s["name"], s["reason"], s["by"], _iso(int(s["at"] * 1e9))] for s in suspended]
+        out += ["  " + r for r in _table(rows, ["target", "name", "reason", "by", "since"])]
+        out.append("")
     denied = doc.get("denied_destinations", [])
     if denied:
         out.append("denied destinations")

@@ -89,7 +89,10 @@ async def test_inventory_cli_sends_the_admin_token(guarded, tmp_path, monkeypatc
     elif token_from == "file":
         (tmp_path / "token").write_text(TOKEN + "\n")
         args += ["--admin-token-file", str(tmp_path / "token")]
+    guarded.state.suspensions.change("upstream", "pay", suspended=True, reason="SEC-1 breach", by="alice")
     assert await asyncio.to_thread(main, args) == status
     out, err = capsys.readouterr()
     assert ("401" in err) is (status == 1)
+    if status == 0:
+        assert "suspended (kill switch)" in out and "SEC-1 breach" in out
     assert TOKEN not in out + err

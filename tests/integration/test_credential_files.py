@@ -78,3 +78,15 @@ async def test_a_vanished_file_keeps_the_last_value(proxy, provider, tmp_path, c
         assert resp.status == 200 and (await resp.json())["key"] == "still-good-MARKER"
     warnings = [r for r in caplog.records if r.getMessage().startswith("credential file unreadable")]
     assert len(warnings) == 1 and warnings[0].fields["error"] == "FileNotFoundError"
+
+
+async def test_a_file_never_readable_is_503_credential_unavailable(proxy, provider, tmp_path):
+    path = tmp_path / "key"
+    path.write_text("loaded-at-start-MARKER")
+    fake = await provider(echo_key)
+    handle = await proxy(doc(fake, path))
+    path.unlink()                     # gone before the first request read it
+    async with handle.request("GET", "/pay/x") as resp:
+        body = await resp.read()
+        assert (resp.status, resp.headers["X-Egress-Error"]) == (503, "credential_unavailable")
+    assert fake.hits == 0 and b"MARKER" not in body

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from egress import pipeline
 from egress.admin import build_admin_app
+from egress.admin_auth import refuse_exposed_admin
 from egress.config import Settings
 from egress.generation import build_generation
 from egress.identity.mtls import server_context
@@ -53,6 +54,7 @@ class Running:
 async def start(settings: Settings, *, data_port: int | None = None, admin_port: int | None = None,
                 reuse_port: bool = False, resolver=None, observers=None, observability=None) -> Running:
     """Start both listeners; ports default to the config's (0 = any free port)."""
+    refuse_exposed_admin(settings)
     generation = build_generation(settings, resolver=resolver)
     await generation.start()
     obs = observability or Observability(settings, environ=os.environ)

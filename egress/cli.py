@@ -142,10 +142,18 @@ def cmd_contracts_learn(args) -> int:
     return 0
 
 
+def _admin_token(args) -> str | None:
+    """--admin-token-file, else $EGRESS_ADMIN_TOKEN (never a command-line value: ps shows those)."""
+    if args.admin_token_file:
+        with open(args.admin_token_file) as fh:
+            return fh.read().strip()
+    return os.environ.get("EGRESS_ADMIN_TOKEN") or None
+
+
 def cmd_inventory(args) -> int:
     from egress.observe.inventory import fetch, render_table
     try:
-        doc = fetch(args.admin)
+        doc = fetch(args.admin, token=_admin_token(args))
     except (OSError, ValueError) as exc:
         print(f"egress: cannot read the inventory from {args.admin}: {exc}", file=sys.stderr)
         return 1
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inventory", help="the consumed-API surface, as a table")
     p.add_argument("--admin", default=os.environ.get("EGRESS_ADMIN", "http://127.0.0.1:9090"),
                    help="admin URL (default: $EGRESS_ADMIN or http://127.0.0.1:9090)")
+    p.add_argument("--admin-token-file", default=None,
+                   help="file holding the admin_token (default: $EGRESS_ADMIN_TOKEN, if set)")
     p.set_defaults(func=cmd_inventory)
     args = parser.parse_args(argv)
     return args.func(args)

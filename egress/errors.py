@@ -24,7 +24,10 @@
     │   ├── InvalidJson              502 invalid_json
     │   ├── ContractViolation        502 contract_violation
     │   └── UpstreamTimeout          504 upstream_timeout
-    └── CircuitOpen                  503 circuit_open (retry_after seconds)
+    ├── CircuitOpen                  503 circuit_open (retry_after seconds)
+    ├── UpstreamSuspended            503 upstream_suspended     (kill switch; nothing sent)
+    ├── CallerSuspended              403 caller_suspended       (kill switch; nothing sent)
+    └── CredentialUnavailable        503 credential_unavailable (no valid partner credential)
 
     ConfigError (not an EgressError): a list of "key.path message" problems.
 
@@ -150,6 +153,18 @@ class CircuitOpen(EgressError):
     def __init__(self, detail: str = "", *, retry_after: float = 1.0, extra: dict | None = None):
         super().__init__(detail, extra=extra)
         self.retry_after = retry_after
+
+
+class UpstreamSuspended(EgressError):
+    status, reason, title = 503, "upstream_suspended", "Upstream suspended by an operator"
+
+
+class CallerSuspended(EgressError):
+    status, reason, title = 403, "caller_suspended", "Caller suspended by an operator"
+
+
+class CredentialUnavailable(EgressError):
+    status, reason, title = 503, "credential_unavailable", "No valid partner credential"
 
 
 class ConfigError(Exception):

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from egress import check, credentials, identity
+from egress import check, identity
 from egress.errors import EgressError, OperationNotAllowed, UpstreamTimeout
 from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
@@ -70,6 +70,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     # caller
     caller = await rt.identity.identify(request, up.name)
     ex.caller = caller.name
+    state.suspensions.check(up.name, ex.caller)  # the kill switch: nothing sent
     identity.authorize(up, ex.caller)
     ex.grant = identity.authorize_operation(rt.grants.get(up.name), caller, request.method, ex.path)
     contract = rt.contract_for(up)
@@ -86,7 +87,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
                                           up.limits.max_request_bytes)
     ex.request_bytes = len(body)
     headers = rt.sanitizer.headers(request.headers, up, ex)
-    credentials.inject(headers, up, ex)
+    await state.credentials.inject(headers, up, ex)
     query = rt.sanitizer.query(route.query, ex)
     body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex,
                              content_encoding=request.headers.get("Content-Encoding"),
@@ -98,6 +99,9 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
         ex.event("egress.breaker_store_down", anomaly=False, breaker=breaker.key)
     resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
                        idempotency_key="Idempotency-Key" in request.headers)
+    if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):  # once, new token
+        resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
+                           idempotency_key="Idempotency-Key" in request.headers)
     # check
     check.check_redirect(resp, rt.router, ex)
     checked = check.decode_body(resp, up, ex)

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from egress.config import load_settings
+from egress.credentials import Credentials
 from egress.errors import ConfigError
 from egress.exchange import CURRENT, Exchange
 from egress.generation import Generation, build_generation
 from egress.observe.logs import log
 from egress.send.resilience import BreakerRegistry, RetryBudget
 from egress.store import MemoryStore, open_store
+from egress.suspensions import Suspensions
 
 Observer = Callable[[Exchange], None]
 DRIFT_SAMPLES_PER_OPERATION = 50
@@ -37,6 +39,10 @@ class ProcessState:
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
         self.store = MemoryStore()  # replaced at start() by the configured `store:`
+        self.suspensions = Suspensions()  # the kill switch: outlives reloads, shared through the store
+        self.credentials = Credentials(resolver=resolver)  # token caches and rotating files per upstream
+        if obs is not None and hasattr(obs, "inventory"):
+            obs.inventory.suspensions = self.suspensions.active
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
 
@@ -49,12 +55,14 @@ class ProcessState:
         self.store = open_store(self.generation.settings.store, instance_id=instance,
                                 on_event=self._store_event)
         self.breakers.share_through(self.store)
+        self.suspensions.share_through(self.store)
         await self.store.start()
 
     async def stop(self) -> None:
         """Stop what start() started."""
         self.breakers.set_publisher(None)
         await self.store.stop()
+        await self.credentials.close()
 
     def _store_event(self, kind: str, detail: str) -> None:
         """Called from the store's background task (no exchange is current there): one log

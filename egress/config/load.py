@@ -25,7 +25,6 @@ from egress.config.identity import build_grants, build_identity, build_listen_tl
 from egress.config.model import (
     BreakerSettings,
     Callers,
-    Credential,
     Limits,
     Record,
     Redirects,
@@ -38,6 +37,7 @@ from egress.config.model import (
     Upstream,
 )
 from egress.config.problems import describe, key_name, key_path
+from egress.config.secrets import build_admin, build_credential
 from egress.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -141,10 +141,8 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
     callers = tuple(raw.get("callers", ["*"]))
     if not callers:
         problems.append(f"{where}.callers must name at least one caller or '*', got []")
-    cred = raw.get("credential")
-    credential = Credential(cred["header"], Secret(cred["value"])) if cred else None
-    if credential is not None and not credential.value:
-        problems.append(f"{where}.credential.value is empty (is its environment variable empty?)")
+    credential = build_credential(where, raw.get("credential"), base_dir, problems,
+                                  allow_private=raw.get("allow_private_addresses", False))
     limits = Limits(**raw.get("limits", {}))
     allow_private = raw.get("allow_private_addresses", False)
     if isinstance(allow_private, list):
@@ -210,12 +208,13 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         record = Record(**rec)
     if "store" in doc and "breaker_store" in doc and doc["store"] != doc["breaker_store"]:
         problems.append("breaker_store is the older name of store: give one of them")
-    if problems:
-        raise ConfigError(problems)
     kwargs: dict[str, Any] = {}
     for key in ("listen", "admin_listen"):
         if key in doc:
             kwargs[key] = parse_address(doc[key])
+    kwargs.update(build_admin(doc, base_dir, kwargs.get("admin_listen", Settings.admin_listen), problems))
+    if problems:
+        raise ConfigError(problems)
     san = doc.get("sanitize", {})
     return Settings(
         upstreams=tuple(upstreams),

@@ -71,9 +71,30 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class OAuth2:
+    """OAuth2 client credentials (RFC 6749 4.4) for an upstream (credentials/oauth2.py)."""
+    token_url: URL
+    client_id: str
+    client_secret: Secret | None = None      # from env; or client_secret_file (re-read on change)
+    client_secret_file: str | None = None
+    scope: str | None = None
+    audience: str | None = None
+    auth_method: str = "client_secret_basic"  # client_secret_basic | client_secret_post
+    refresh_at: float = 0.8                   # fraction of expires_in after which it is renewed
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Credential:
     header: str
-    value: Secret
+    value: Secret | None = None      # static (env)
+    value_file: str | None = None    # or a file, re-read when it changes (credentials/file.py)
+    prefix: str | None = None        # before a file's or token's value ("" / "Bearer ")
+    oauth2: OAuth2 | None = None     # or short-lived tokens (credentials/oauth2.py)
+
+    @property
+    def kind(self) -> str:
+        return "oauth2" if self.oauth2 is not None else ("file" if self.value_file else "static")
 
 
 @dataclass(frozen=True)
@@ -210,6 +231,9 @@ class Settings:
     drain_timeout: float = 10.0
     record: Record | None = None
     listen_tls: ListenTls | None = None
+    admin_token: Secret | None = None       # /admin/* needs "Authorization: Bearer <it>" (admin.py)
+    admin_token_file: str | None = None     # or the token in a file, re-read when it changes
+    admin_insecure: bool = False            # admin beyond loopback without a token: explicit only
     source: Path | None = field(default=None, compare=False)
 
     def upstream(self, name: str) -> Upstream | None:

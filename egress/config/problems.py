@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-SECRET_KEYS = frozenset({"credential", "hmac_keys"})
+SECRET_KEYS = frozenset({"credential", "hmac_keys", "admin_token", "client_secret", "oauth2"})
 _SAFE_WORD = re.compile(r"[A-Za-z][A-Za-z_-]{0,23}")
 _SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z_.-]{0,29}[0-9]{0,2}")  # "checkout", "billing-v2"
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",

@@ -64,6 +64,7 @@ class Inventory:
         self._ups: dict[str, _Upstream] = {}
         self._denied: dict[tuple[str, str], list[int]] = {}   # (host, caller) -> [count, last_ns]
         self.breakers: Callable[[], dict] | None = None
+        self.suspensions: Callable[[], list] | None = None   # the kill switch's active records
 
     def observe(self, ex: Exchange, operation: str) -> None:
         now = ex.end_ns or time.time_ns()
@@ -146,19 +147,25 @@ class Inventory:
                     for op_name, op in sorted(u.ops.items())
                 ],
             })
+        suspended = self.suspensions() if self.suspensions is not None else []
+        for entry in upstreams:
+            entry["suspended"] = next((s for s in suspended if s["target"] == "upstream"
+                                       and s["name"] == entry["name"]), None)
         top = sorted(self._denied.items(), key=lambda kv: -kv[1][0])[:TOP_DENIED]
         denied = [{"host": h, "caller": c, "count": n, "last_seen": _iso(last)} for (h, c), (n, last) in top]
         return {"version": VERSION, "generated_at": _iso(time.time_ns()), "upstreams": upstreams,
-                "denied_destinations": denied}
+                "denied_destinations": denied, "suspended": suspended}
 
 
 # ---------------------------------------------------------------- the CLI side
 
 
-def fetch(admin_url: str, *, timeout: float = 5.0) -> dict:
-    """GET {admin_url}/admin/inventory and parse it (raises OSError/ValueError on failure)."""
+def fetch(admin_url: str, *, timeout: float = 5.0, token: str | None = None) -> dict:
+    """GET {admin_url}/admin/inventory and parse it (raises OSError/ValueError on failure);
+    `token`: the admin_token, sent as a bearer token."""
     url = admin_url.rstrip("/") + "/admin/inventory"
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (admin URL from the operator)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:  # noqa: S310 (admin URL from the operator)
         return orjson.loads(resp.read())
 
 
@@ -194,6 +201,12 @@ def render_table(doc: dict) -> str:
                  str(len(op.get("drift_fields", [])))] for op in u.get("operations", [])]
         if rows:
             out += ["  " + r for r in _table(rows, ["operation", "contract", "calls", "status", "callers", "drift"])]
+        out.append("")
+    suspended = doc.get("suspended", [])
+    if suspended:
+        out.append("suspended (kill switch)")
+        rows = [[s["target"], s["name"], s["reason"], s["by"], _iso(int(s["at"] * 1e9))] for s in suspended]
+        out += ["  " + r for r in _table(rows, ["target", "name", "reason", "by", "since"])]
         out.append("")
     denied = doc.get("denied_destinations", [])
     if denied:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 # on_remote(key, value, ttl seconds left or None, deleted): another replica's change, or a key
 # read back after (re)connecting
 OnRemote = Callable[[str, Any, "float | None", bool], None]
-# snapshot() -> (key, value, ttl): what this replica holds, written back (SET NX) on reconnect
+# snapshot() -> (key, value, ttl): what this replica holds, written back (SET NX) on reconnect (ttl None: no expiry)
 Snapshot = Callable[[], Iterable[tuple[str, Any, float]]]
 
 

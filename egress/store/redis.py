@@ -185,7 +185,8 @@ class RedisStore:
             return
         for key, value, ttl in space.snapshot():
             body = json.dumps({"value": value, "instance": self.instance_id})
-            await client.set(f"{PREFIX}{space.kind}:{key}", body, px=max(1, int(ttl * 1000)), nx=True)
+            await client.set(f"{PREFIX}{space.kind}:{key}", body,
+                             px=None if ttl is None else max(1, int(ttl * 1000)), nx=True)
 
     async def _read(self, pubsub, sid: int) -> None:
         while self._live(sid):

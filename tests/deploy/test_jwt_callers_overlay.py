@@ -97,6 +97,8 @@ async def test_product_loads_the_config_and_verifies_a_projected_token(objects, 
         for key, text in find(objects, "ConfigMap", "egress-contracts")["data"].items():
             (tmp_path / "contracts" / key).write_text(text)
         (tmp_path / "token").write_text("egress-own-token")
+        (tmp_path / "secrets" / "admin").mkdir(parents=True)
+        (tmp_path / "secrets" / "admin" / "token").write_text("a-test-admin-token-of-length")
         issuer_cfg.update(jwks_url=fake.jwks_url, jwks_token_file=str(tmp_path / "token"))
         issuer_cfg.pop("ca_file")  # the loopback fake speaks plain HTTP
         secret = yaml.safe_load((OVERLAY.parent.parent / "base" / "secret.example.yaml").read_text())

@@ -429,6 +429,46 @@ def test_every_credential_variable_is_in_the_example_secret(base_objects):
     assert referenced and referenced <= set(secret["stringData"])
 
 
+CONFIG_DIR = "/etc/egress"
+
+
+def secret_volume_files(base_objects) -> dict[str, str]:
+    """{path relative to the config's directory: value} of every Secret volume the proxy mounts,
+    with the values of its example Secret (secret-*.example.yaml, never rendered)."""
+    examples = {}
+    for path in (K8S / "base").glob("secret-*.example.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        examples[doc["metadata"]["name"]] = doc["stringData"]
+    dep = find(base_objects, "Deployment", "egress")
+    files = {}
+    for m in container(dep, "egress").get("volumeMounts", []):
+        vol = volume(dep, m["name"])
+        if "secret" not in vol:
+            continue
+        assert m["mountPath"].startswith(CONFIG_DIR + "/") and "subPath" not in m and m.get("readOnly")
+        data = examples[vol["secret"]["secretName"]]
+        for key, value in data.items():
+            files[posixpath.relpath(f"{m['mountPath']}/{key}", CONFIG_DIR)] = value
+    return files
+
+
+def test_secret_files_in_the_config_are_mounted_secret_volumes(base_objects):
+    cfg = config_of(base_objects)
+    wanted = [cfg["admin_token_file"]] + [
+        up["credential"].get("value_file") or up["credential"].get("oauth2", {}).get("client_secret_file")
+        for up in cfg["upstreams"] if up.get("credential") and "value" not in up["credential"]]
+    assert cfg["admin_token_file"] and len(wanted) >= 2, "the admin token and an OAuth2 client secret"
+    mounted = secret_volume_files(base_objects)
+    assert set(wanted) <= set(mounted), f"not mounted from a Secret volume: {set(wanted) - set(mounted)}"
+
+
+@needs_schemas
+@pytest.mark.parametrize("name", ["secret-admin-token.example.yaml", "secret-shipping-oauth.example.yaml"])
+def test_example_volume_secrets_are_valid(name):
+    doc = yaml.safe_load((K8S / "base" / name).read_text())
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
 def test_product_loads_the_config_map(base_objects, tmp_path):
     try:
         from egress.config import load_settings
@@ -439,6 +479,9 @@ def test_product_loads_the_config_map(base_objects, tmp_path):
     for key, text in find(base_objects, "ConfigMap", "egress-contracts")["data"].items():
         (tmp_path / "contracts" / key).write_text(text)
     secret = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())
+    for rel, value in secret_volume_files(base_objects).items():   # as the kubelet mounts them
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(value)
     settings = load_settings(tmp_path / "egress.yaml", {**os.environ, **secret["stringData"]})
     assert settings.admin_listen == ("0.0.0.0", 9090)
     assert settings.store == "redis://egress-redis:6379/0"

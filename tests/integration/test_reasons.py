@@ -72,6 +72,11 @@ CASES = [
     ("upstream_timeout", slow, {}, "GET", "/pay/x", {}, 504, "upstream_timeout", True),
     ("circuit_open", server_error, {"breaker": {"failures": 1, "reset_after": 30}}, "GET", "/pay/x", {}, 503,
      "circuit_open", True),
+    ("upstream_suspended", None, {}, "GET", "/pay/x", {}, 503, "upstream_suspended", False),
+    ("caller_suspended", None, {}, "GET", "/pay/x", {}, 403, "caller_suspended", False),
+    ("credential_unavailable-idp-down", None, {"credential": {"header": "Authorization", "oauth2": {
+        "token_url": "http://127.0.0.1:1/oauth/token", "client_id": "egress", "client_secret": "s3cret-MARKER"}}},
+     "GET", "/pay/x", {}, 503, "credential_unavailable", False),
 ]
 
 
@@ -82,6 +87,9 @@ async def test_reason(case, provider, proxy):
     p = await proxy(base_config([up(fake.url, **over)]))
     kw = dict(kw)
     caller = kw.pop("caller", "checkout")
+    if reason in ("upstream_suspended", "caller_suspended"):  # the kill switch, as an operator pulls it
+        target, who = ("upstream", "pay") if reason == "upstream_suspended" else ("caller", caller)
+        p.state.suspensions.change(target, who, suspended=True, reason="test", by="test")
     if reason == "circuit_open":  # trip it first: one failure opens a failures=1 breaker
         async with p.request(method, path, caller=caller, **kw) as first:
             assert first.status == 500

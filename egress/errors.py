@@ -19,7 +19,9 @@
     │   ├── InvalidJson              502 invalid_json
     │   ├── ContractViolation        502 contract_violation
     │   └── UpstreamTimeout          504 upstream_timeout
-    └── CircuitOpen                  503 circuit_open (retry_after seconds)
+    ├── CircuitOpen                  503 circuit_open (retry_after seconds)
+    ├── RateLimited                  429 rate_limited (retry_after; RateLimit headers)
+    └── ConcurrencyLimited           503 concurrency_limited (Retry-After: 1)
 
     ConfigError (not an EgressError): a list of "key.path message" problems.
 
@@ -125,6 +127,22 @@ class CircuitOpen(EgressError):
     def __init__(self, detail: str = "", *, retry_after: float = 1.0, extra: dict | None = None):
         super().__init__(detail, extra=extra)
         self.retry_after = retry_after
+
+
+class RateLimited(EgressError):
+    """Over a token bucket, or the provider's own limit is held; `headers`: RateLimit fields."""
+    status, reason, title = 429, "rate_limited", "Rate limit exceeded"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, headers: dict | None = None,
+                 extra: dict | None = None):
+        super().__init__(detail, extra=extra)
+        self.retry_after, self.headers = retry_after, headers or {}
+
+
+class ConcurrencyLimited(EgressError):
+    status, reason, title = 503, "concurrency_limited", "Too many requests in flight to this upstream"
+    retry_after = 1.0
+    headers: dict = {}
 
 
 class ConfigError(Exception):

@@ -17,6 +17,7 @@ from egress.errors import ConfigError
 from egress.exchange import CURRENT, Exchange
 from egress.generation import Generation, build_generation
 from egress.observe.logs import log
+from egress.send.limits import Limiter, workers_from_env
 from egress.send.resilience import BreakerRegistry, RetryBudget
 from egress.store import MemoryStore, open_store
 
@@ -37,8 +38,10 @@ class ProcessState:
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
         self.store = MemoryStore()  # replaced at start() by the configured `store:`
+        self.limits = Limiter(workers=workers_from_env(os.environ))  # rate limits, concurrency, holds
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
+            obs.set_limits(self.limits)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -49,6 +52,7 @@ class ProcessState:
         self.store = open_store(self.generation.settings.store, instance_id=instance,
                                 on_event=self._store_event)
         self.breakers.share_through(self.store)
+        self.limits.share_through(self.store)
         await self.store.start()
 
     async def stop(self) -> None:

@@ -5,7 +5,8 @@ A bucket is `(tokens, at)`: tokens left at time `at` (seconds).  `take(states, s
 refills every bucket of one request (`rate` tokens per second, at most `burst`), then takes
 one token from EACH bucket only if EVERY bucket has one: a refused request spends nothing.
 A clock that runs backwards refills nothing (elapsed is clamped at 0); a jump forward
-refills at most to `burst`.  `TAKE_LUA` is the same arithmetic, run atomically in Redis
+refills at most to `burst`.  A bucket within EPSILON of a whole token has it (float sums of
+small refills must not refuse a token that is there).  `TAKE_LUA` is the same arithmetic, run atomically in Redis
 with Redis's own clock (TIME), so replicas with skewed clocks share one bucket; its keys
 expire once a full refill would have made them indistinguishable from a fresh bucket.
 """
@@ -16,6 +17,8 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ def take(states: Sequence[tuple[float, float] | None], specs: Sequence[BucketSpe
         tokens, at = (spec.burst, now) if state is None else state
         tokens = min(spec.burst, tokens + max(0.0, now - at) * spec.rate)
         refilled.append(tokens)
-        if tokens < 1.0:
+        if tokens < 1.0 - EPSILON:
             wait = max(wait, (1.0 - tokens) / spec.rate)
     allowed = wait == 0.0
     if allowed:
@@ -111,7 +114,7 @@ for i = 1, n do
   if elapsed < 0 then elapsed = 0 end
   tk = math.min(burst, tk + elapsed * rate)
   tokens[i] = tk
-  if tk < 1 then
+  if tk < 1 - 1e-9 then
     local w = (1 - tk) / rate
     if w > wait then wait = w end
   end

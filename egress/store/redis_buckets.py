@@ -2,7 +2,8 @@
 
 `RedisBuckets.take` runs buckets.TAKE_LUA by EVALSHA (redis-py reloads it after a Redis
 restart emptied the script cache) on its own small pool, apart from the store's background
-connection: every bucket and provider hold of one request in one atomic call.  While the
+connection: every bucket and provider hold of one request in one atomic call.  A connection
+error is retried once at once (a pooled connection that died with a Redis restart).  While the
 store says Redis is down, or when the call fails, the replica decides on its own buckets
 (buckets.BucketTable) scaled to a fair share (1 / the replicas that heartbeat last), and
 `Taken.local` says so.  Redis errors never leave this module.
@@ -35,7 +36,7 @@ class RedisBuckets:
 
     def start(self) -> None:
         self._client = aioredis.from_url(self._url, socket_timeout=self._timeout,
-                                         socket_connect_timeout=self._timeout, retry=RedisRetry(NoBackoff(), 0))
+                                         socket_connect_timeout=self._timeout, retry=RedisRetry(NoBackoff(), 1))
         self._script = self._client.register_script(TAKE_LUA)
 
     async def stop(self) -> None:

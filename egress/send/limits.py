@@ -62,6 +62,7 @@ class Permit:
 
 
 _NO_SLOT = Permit(None, "")
+_ALLOWED, _ALLOWED_LOCAL = Decision(True), Decision(True, local=True)
 
 
 def workers_from_env(environ: Mapping[str, str]) -> int:
@@ -97,6 +98,7 @@ class Limiter:
         self.provider: dict[str, dict[str, float]] = {}     # upstream -> {"remaining", "reset"}
         self._usage: dict[str, tuple[float, float]] = {}    # bucket key -> (tokens left, when)
         self._callers: set[str] = set()
+        self._plans: dict[tuple, tuple] = {}            # (upstream, caller, operation) -> (up, applied, specs)
 
     # ------------------------------------------------------------ the store
     def share_through(self, store) -> None:
@@ -139,11 +141,11 @@ class Limiter:
                           retry_after=retry, headers=dict(decision.headers))
 
     async def decide(self, up: Upstream, caller: str | None, operation: str | None) -> tuple[Permit, Decision]:
-        now = self._clock()
         hold_keys = self._hold_keys(up, operation)
-        held = max((self._holds.get(k, 0.0) for k in hold_keys), default=0.0) - now
-        if held > 0:
-            return _NO_SLOT, Decision(False, "rate_limited", "provider_hold", held)
+        if self._holds:
+            held = max(self._holds.get(k, 0.0) for k in hold_keys) - self._clock()
+            if held > 0:
+                return _NO_SLOT, Decision(False, "rate_limited", "provider_hold", held)
         permit = _NO_SLOT
         if up.concurrency is not None:
             n = self.in_flight.get(up.name, 0)
@@ -151,10 +153,9 @@ class Limiter:
                 return _NO_SLOT, Decision(False, "concurrency_limited", "concurrency", 1.0)
             self.in_flight[up.name] = n + 1
             permit = Permit(self.in_flight, up.name)
-        applied = [i for i, rl in enumerate(up.rate_limits) if rl.operation is None or rl.operation == operation]
+        applied, specs = self._plan(up, caller, operation)
         if not applied:
-            return permit, Decision(True)
-        specs = [self._spec(up, i, caller) for i in applied]
+            return permit, _ALLOWED
         taken: Taken = await self.store.take_buckets(specs, tuple(hold_keys) if self.store.shared else (),
                                                      self._scale)
         if taken.held > 0:
@@ -162,23 +163,34 @@ class Limiter:
             for k in hold_keys[:1]:
                 self._holds[k] = max(self._holds.get(k, 0.0), self._clock() + taken.held)
             return _NO_SLOT, Decision(False, "rate_limited", "provider_hold", taken.held)
-        when = self._clock()
-        if len(self._usage) > MAX_USAGE_KEYS:
-            self._usage.clear()
+        when, usage = self._clock(), self._usage
+        if len(usage) > MAX_USAGE_KEYS:
+            usage.clear()
         for spec, left in zip(specs, taken.tokens):
-            self._usage[spec.key] = (left, when)
+            usage[spec.key] = (left, when)
         if taken.allowed:
-            return permit, Decision(True, local=taken.local)
+            return permit, (_ALLOWED_LOCAL if taken.local else _ALLOWED)
         permit.release()
         waits = [max(0.0, (1.0 - t) / s.rate) for t, s in zip(taken.tokens, specs)]
         worst = max(range(len(specs)), key=waits.__getitem__)
         return _NO_SLOT, Decision(False, "rate_limited", f"rate_limits[{applied[worst]}]", taken.wait,
                                   policy_headers(up, applied, taken.tokens, waits, worst), local=taken.local)
 
-    def _spec(self, up: Upstream, i: int, caller: str | None) -> BucketSpec:
-        rl = up.rate_limits[i]
-        who = "*" if rl.per == "upstream" else (caller or "-")[:128]
-        return BucketSpec(f"{up.name}|{i}|{who}", rl.rate, rl.burst)
+    def _plan(self, up: Upstream, caller: str | None, operation: str | None) -> tuple[list[int], list[BucketSpec]]:
+        """The buckets that apply to this caller and operation (cached per config generation)."""
+        plan = self._plans.get((up.name, caller, operation))
+        if plan is not None and plan[0] is up:
+            return plan[1], plan[2]
+        applied = [i for i, rl in enumerate(up.rate_limits) if rl.operation is None or rl.operation == operation]
+        specs = []
+        for i in applied:
+            rl = up.rate_limits[i]
+            who = "*" if rl.per == "upstream" else (caller or "-")[:128]
+            specs.append(BucketSpec(f"{up.name}|{i}|{who}", rl.rate, rl.burst))
+        if len(self._plans) > MAX_USAGE_KEYS:
+            self._plans.clear()
+        self._plans[(up.name, caller, operation)] = (up, applied, specs)
+        return applied, specs
 
     @staticmethod
     def _hold_keys(up: Upstream, operation: str | None) -> list[str]:

@@ -38,26 +38,26 @@ class Taken:
     held: float = 0.0               # > 0: a provider hold found in the store (seconds left)
 
 
-def ttl_of(spec: BucketSpec) -> float:
-    """Seconds after which an untouched bucket is full again (then it may be forgotten)."""
-    return spec.burst / spec.rate + 1.0
-
-
 def take(states: Sequence[tuple[float, float] | None], specs: Sequence[BucketSpec],
          now: float) -> tuple[bool, float, list[float]]:
     """(allowed, wait seconds, tokens after) for buckets in `states` (None: a fresh, full bucket)."""
     refilled = []
     wait = 0.0
     for state, spec in zip(states, specs):
-        tokens, at = (spec.burst, now) if state is None else state
-        tokens = min(spec.burst, tokens + max(0.0, now - at) * spec.rate)
+        if state is None:
+            tokens = spec.burst
+        else:
+            tokens, at = state
+            if now > at:
+                tokens += (now - at) * spec.rate
+            if tokens > spec.burst:
+                tokens = spec.burst
         refilled.append(tokens)
-        if tokens < 1.0 - EPSILON:
-            wait = max(wait, (1.0 - tokens) / spec.rate)
-    allowed = wait == 0.0
-    if allowed:
-        refilled = [t - 1.0 for t in refilled]
-    return allowed, wait, refilled
+        if tokens < 1.0 - EPSILON and (1.0 - tokens) / spec.rate > wait:
+            wait = (1.0 - tokens) / spec.rate
+    if wait == 0.0:
+        return True, 0.0, [t - 1.0 for t in refilled]
+    return False, wait, refilled
 
 
 class BucketTable:
@@ -73,15 +73,17 @@ class BucketTable:
         now = self._clock()
         if scale != 1.0:
             specs = [BucketSpec(s.key, s.rate * scale, max(1.0, s.burst * scale)) for s in specs]
+        table = self._states
         states = []
         for spec in specs:
-            st = self._states.get(spec.key)
-            states.append(None if st is None or st[2] <= now else (st[0], st[1]))
+            st = table.get(spec.key)
+            states.append(None if st is None or st[2] <= now else st[:2])
         allowed, wait, tokens = take(states, specs, now)
-        if len(self._states) + len(specs) > self._max:
+        if len(table) + len(specs) > self._max:
             self._prune(now)
+            table = self._states
         for spec, left in zip(specs, tokens):
-            self._states[spec.key] = (left, now, now + ttl_of(spec))
+            table[spec.key] = (left, now, now + spec.burst / spec.rate + 1.0)
         return Taken(allowed, wait, tuple(tokens))
 
     def _prune(self, now: float) -> None:

@@ -105,3 +105,30 @@ async def test_redis_down_fair_share_then_shared_again(stores, redis_server):
         await asyncio.sleep(0.05)
     taken = await a.take_buckets(spec)
     assert a.connected and not taken.local and taken.allowed   # a fresh shared bucket: recovered
+
+
+async def test_local_decisions_say_so_on_the_exchange(redis_server):
+    from pathlib import Path
+
+    from egress.config import settings_from_dict
+    from egress.exchange import Exchange
+    from egress.send.limits import Limiter
+
+    up = settings_from_dict({"upstreams": [{"name": "pay", "url": "https://api.pay.example",
+                                            "rate_limits": [{"rate": 1, "burst": 5}]}]},
+                            base_dir=Path("."), environ={}).upstreams[0]
+    store = RedisStore(redis_server.url, instance_id="x", socket_timeout=0.5, backoff=0.05, ping_interval=0.2)
+    limiter = Limiter()
+    limiter.share_through(store)
+    await store.start()
+    try:
+        shared = Exchange("GET")
+        await limiter.admit(up, "checkout", None, shared)
+        assert shared.events == []
+        redis_server.kill()
+        local = Exchange("GET")
+        await limiter.admit(up, "checkout", None, local)
+        assert [(e.name, e.attrs) for e in local.events] == [("egress.rate_limit_local", {"replicas": 1})]
+        assert not local.anomalous and limiter.local_decisions == {"pay": 1}
+    finally:
+        await store.stop()

@@ -86,6 +86,12 @@ class BucketTable:
             table[spec.key] = (left, now, now + spec.burst / spec.rate + 1.0)
         return Taken(allowed, wait, tuple(tokens))
 
+    def spend(self, specs: Sequence[BucketSpec], scale: float = 1.0) -> None:
+        """Take a token from each bucket that has one, independently (a shadow of what the
+        shared store admitted, so a fallback to these buckets starts from this replica's use)."""
+        for spec in specs:
+            self.take((spec,), scale)
+
     def _prune(self, now: float) -> None:
         self._states = {k: v for k, v in self._states.items() if v[2] > now}
         while len(self._states) >= self._max:

@@ -76,7 +76,7 @@ class RedisStore:
         self.connected = False
         self.dropped = 0          # changes dropped because the queue was full
         self.replicas = 1         # replicas that heartbeat recently (this one included)
-        self.buckets = RedisBuckets(url, PREFIX, timeout=min(0.25, socket_timeout), clock=clock)
+        self.buckets = RedisBuckets(url, PREFIX, timeout=socket_timeout, clock=clock)
 
     def keyspace(self, kind: str, on_remote: OnRemote | None = None, snapshot: Snapshot | None = None) -> Keyspace:
         """Register a kind of shared state (before start())."""

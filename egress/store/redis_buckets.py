@@ -6,7 +6,11 @@ connection: every bucket and provider hold of one request in one atomic call.  A
 error is retried once at once (a pooled connection that died with a Redis restart).  While the
 store says Redis is down, or when the call fails, the replica decides on its own buckets
 (buckets.BucketTable) scaled to a fair share (1 / the replicas that heartbeat last), and
-`Taken.local` says so.  Redis errors never leave this module.
+`Taken.local` says so.  Every request Redis admits is also spent from those local buckets (a
+shadow), so a fallback in the middle of traffic (one timed-out call on a loaded machine, or
+an outage) starts from what this replica used, not from full buckets: without it, calls
+that time out now and then were measured admitting up to twice the limit.  Redis errors
+never leave this module.
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ class RedisBuckets:
             for s in specs:
                 args += [repr(float(s.rate)), repr(float(s.burst))]
             try:
-                return parse_lua_reply(await self._script(keys=keys, args=args), len(specs))
+                taken = parse_lua_reply(await self._script(keys=keys, args=args), len(specs))
+                if taken.allowed:
+                    self.local.spend(specs, scale / max(1, replicas))
+                return taken
             except asyncio.CancelledError:
                 raise
             except Exception as exc:   # RedisError, OSError, timeouts, a bad reply: decide locally

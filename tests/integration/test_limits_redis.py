@@ -132,3 +132,17 @@ async def test_local_decisions_say_so_on_the_exchange(redis_server):
         assert not local.anomalous and limiter.local_decisions == {"pay": 1}
     finally:
         await store.stop()
+
+
+async def test_fallback_starts_from_what_this_replica_spent(stores, redis_server):
+    a, _ = await stores("a"), await stores("b")
+    for _ in range(50):
+        if a.replicas == 2:
+            break
+        await asyncio.sleep(0.05)
+    spec = [BucketSpec("shadow|0|*", 0.001, 8)]
+    assert [(await a.take_buckets(spec)).allowed for _ in range(4)] == [True] * 4   # Redis decides
+    redis_server.kill()
+    outcomes = [await a.take_buckets(spec) for _ in range(4)]
+    assert all(t.local for t in outcomes)
+    assert sum(t.allowed for t in outcomes) == 0     # its fair share (8 / 2) is spent already

@@ -7,6 +7,8 @@ egress_upstream_in_flight{upstream}                 requests holding a concurren
 egress_provider_ratelimit_remaining{upstream}       the provider's RateLimit-Remaining, last seen
 egress_provider_ratelimit_reset_seconds{upstream}   ... and its reset, in seconds, when sent
 egress_provider_hold_seconds{hold}                  seconds left of each provider hold
+egress_rate_limit_replicas                          replicas sharing the limits (the store's
+    heartbeat; 1 with store: memory): a fallback gives each 1/this of every limit
 """
 
 from __future__ import annotations
@@ -53,3 +55,5 @@ class LimitsCollector:
             for key, left in (info.get("held") or {}).items():
                 holds.add_metric([key[:200]], left)
         yield holds
+        yield GaugeMetricFamily("egress_rate_limit_replicas", "Replicas sharing the rate limits (store heartbeat)",
+                                value=float(getattr(lim.store, "replicas", 1)))

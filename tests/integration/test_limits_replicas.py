@@ -36,7 +36,11 @@ async def start_fleet(tmp_path, redis, n, rate_limits):
         "retry": {"attempts": 1}, "rate_limits": rate_limits}]}
     procs = [EgressProcess(doc, tmp_path) for _ in range(n)]
     await asyncio.gather(*(p.astart() for p in procs))
-    await asyncio.sleep(0.6)     # each replica's store connects and heartbeats
+    async with aiohttp.ClientSession() as s:     # each replica's store connects and sees the others
+        for _ in range(100):
+            if all([await metric(s, p, "egress_rate_limit_replicas") == n for p in procs]):
+                break
+            await asyncio.sleep(0.1)
     return procs, fake, behaviour
 
 
@@ -100,7 +104,10 @@ async def test_redis_killed_and_restarted_mid_test(tmp_path, redis_server):
         async with aiohttp.ClientSession() as s:
             assert [await get(s, procs[i % 2], "a") for i in range(5)] == [(200, None)] * 4 + [(429, "rate_limited")]
             redis_server.kill()
-            await asyncio.sleep(1.0)          # both notice (ping)
+            for _ in range(50):               # both notice (ping)
+                if all([await metric(s, p, "egress_breaker_store_up") == 0 for p in procs]):
+                    break
+                await asyncio.sleep(0.1)
             # local buckets at a fair share (4 / 2 replicas): each replica admits 2 of caller b
             down = [await get(s, procs[i % 2], "b") for i in range(6)]
             assert down.count((200, None)) == 4 and down.count((429, "rate_limited")) == 2

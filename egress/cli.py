@@ -70,7 +70,8 @@ def _supervise(args) -> int:
     """N worker processes share the ports (SO_REUSEPORT); signals are passed on to them."""
     import signal
     cmd = [sys.executable, "-m", "egress", "serve", "--config", args.config, "--reuse-port"]
-    procs = [subprocess.Popen(cmd) for _ in range(args.workers)]
+    env = {**os.environ, "EGRESS_WORKERS": str(args.workers)}   # memory-store limits: 1/N each
+    procs = [subprocess.Popen(cmd, env=env) for _ in range(args.workers)]
 
     def forward(signum, _frame):
         for proc in procs:

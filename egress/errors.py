@@ -27,7 +27,9 @@
     ├── CircuitOpen                  503 circuit_open (retry_after seconds)
     ├── UpstreamSuspended            503 upstream_suspended     (kill switch; nothing sent)
     ├── CallerSuspended              403 caller_suspended       (kill switch; nothing sent)
-    └── CredentialUnavailable        503 credential_unavailable (no valid partner credential)
+    ├── CredentialUnavailable        503 credential_unavailable (no valid partner credential)
+    ├── RateLimited                  429 rate_limited (retry_after; RateLimit headers)
+    └── ConcurrencyLimited           503 concurrency_limited (Retry-After: 1)
 
     ConfigError (not an EgressError): a list of "key.path message" problems.
 
@@ -165,6 +167,22 @@ class CallerSuspended(EgressError):
 
 class CredentialUnavailable(EgressError):
     status, reason, title = 503, "credential_unavailable", "No valid partner credential"
+
+
+class RateLimited(EgressError):
+    """Over a token bucket, or the provider's own limit is held; `headers`: RateLimit fields."""
+    status, reason, title = 429, "rate_limited", "Rate limit exceeded"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, headers: dict | None = None,
+                 extra: dict | None = None):
+        super().__init__(detail, extra=extra)
+        self.retry_after, self.headers = retry_after, headers or {}
+
+
+class ConcurrencyLimited(EgressError):
+    status, reason, title = 503, "concurrency_limited", "Too many requests in flight to this upstream"
+    retry_after = 1.0
+    headers: dict = {}
 
 
 class ConfigError(Exception):

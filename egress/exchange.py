@@ -58,6 +58,7 @@ class Exchange:
     anomalous: bool = False
     trace_id: str | None = None
     span_id: str | None = None
+    permit: Any = None  # a concurrency slot (send/limits.py), released when the exchange ends
 
     def event(self, name: str, /, *, anomaly: bool = True, **attrs: Any) -> None:
         self.events.append(Event(name, time.time_ns(), attrs))

@@ -1,6 +1,6 @@
 """The pipeline: the ONLY place that knows the order of the stages (DESIGN "request path").
 
-route -> caller -> sanitize -> send -> check -> observe -> respond.  Each stage is a plain
+route -> caller (+ limits) -> sanitize -> send -> check -> observe -> respond.  Each stage is a plain
 function or a small object over frozen config; they record facts on the Exchange and raise
 EgressError subclasses, which become problem+json answers here.
 """
@@ -52,6 +52,8 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
         response = problem_response(err, ex)
     finally:
         generation.in_flight -= 1
+        if ex.permit is not None:
+            ex.permit.release()
         CURRENT.reset(token)
     state.observe(ex)
     return response
@@ -81,6 +83,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
             raise OperationNotAllowed(f"{request.method} on this path is not in the contract of {up.name}")
         if up.unmatched == "report":
             ex.event("egress.contract_unmatched", anomaly=False, method=request.method)
+    # limits: holds, concurrency, rate limits (nothing read from the body yet)
+    ex.permit = await state.limits.admit(up, ex.caller, ex.operation, ex)
     # sanitize
     rt.sanitizer.path(route.path, ex)
     body = await bodies.read_request_body(request.content, request.content_length,
@@ -102,6 +106,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):  # once, new token
         resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
                            idempotency_key="Idempotency-Key" in request.headers)
+    state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
     # check
     check.check_redirect(resp, rt.router, ex)
     checked = check.decode_body(resp, up, ex)

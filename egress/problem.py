@@ -10,7 +10,7 @@ import math
 import orjson
 from aiohttp import web
 
-from egress.errors import CircuitOpen, EgressError
+from egress.errors import CircuitOpen, ConcurrencyLimited, EgressError, RateLimited
 from egress.exchange import Exchange
 
 CONTENT_TYPE = "application/problem+json"
@@ -29,8 +29,9 @@ def problem_response(err: EgressError, ex: Exchange) -> web.Response:
         body["trace_id"] = ex.trace_id
     body.update(err.extra)
     headers = {"X-Egress-Error": err.reason, "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
-    if isinstance(err, CircuitOpen):
+    if isinstance(err, (CircuitOpen, RateLimited, ConcurrencyLimited)):
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers.update(getattr(err, "headers", None) or {})
     if ex.upstream is not None:
         headers["X-Egress-Contract"] = ex.contract
     return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)

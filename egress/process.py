@@ -18,6 +18,7 @@ from egress.errors import ConfigError
 from egress.exchange import CURRENT, Exchange
 from egress.generation import Generation, build_generation
 from egress.observe.logs import log
+from egress.send.limits import Limiter, workers_from_env
 from egress.send.resilience import BreakerRegistry, RetryBudget
 from egress.store import MemoryStore, open_store
 from egress.suspensions import Suspensions
@@ -43,8 +44,10 @@ class ProcessState:
         self.credentials = Credentials(resolver=resolver)  # token caches and rotating files per upstream
         if obs is not None and hasattr(obs, "inventory"):
             obs.inventory.suspensions = self.suspensions.active
+        self.limits = Limiter(workers=workers_from_env(os.environ))  # rate limits, concurrency, holds
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
+            obs.set_limits(self.limits)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -56,6 +59,7 @@ class ProcessState:
                                 on_event=self._store_event)
         self.breakers.share_through(self.store)
         self.suspensions.share_through(self.store)
+        self.limits.share_through(self.store)
         await self.store.start()
 
     async def stop(self) -> None:

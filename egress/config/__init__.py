@@ -6,6 +6,8 @@ from egress.config.model import (
                                  Callers,
                                  Credential,
                                  Limits,
+                                 ProviderLimits,
+                                 RateLimit,
                                  Record,
                                  Redirects,
                                  Retry,
@@ -17,6 +19,6 @@ from egress.config.model import (
                                  Upstream,
 )
 
-__all__ = ["MIN_CALLER_KEY_CHARS", "BreakerSettings", "Callers", "Credential", "Limits", "Record", "Redirects",
+__all__ = ["MIN_CALLER_KEY_CHARS", "BreakerSettings", "Callers", "Credential", "Limits", "ProviderLimits", "RateLimit", "Record", "Redirects",
            "Retry", "Sanitize", "Secret", "Settings", "Timeout", "Tls", "Upstream", "key_path", "load_settings",
            "parse_address", "settings_from_dict"]

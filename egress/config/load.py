@@ -26,6 +26,8 @@ from egress.config.model import (
     BreakerSettings,
     Callers,
     Limits,
+    ProviderLimits,
+    RateLimit,
     Record,
     Redirects,
     Retry,
@@ -153,6 +155,10 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
             except ValueError:
                 problems.append(f"{where}.allow_private_addresses[{j}] must be an IP network, got {text!r}")
         allow_private = tuple(networks)
+    rate_limits = tuple(RateLimit(**r) for r in raw.get("rate_limits", ()))
+    for j, rl in enumerate(rate_limits):
+        if rl.burst < 1:
+            problems.append(f"{where}.rate_limits[{j}].burst must be >= 1, got {rl.burst!r}")
     return Upstream(
         name=raw["name"], url=url, callers=callers, contract=raw.get("contract"),
         mode=raw.get("mode", "enforce"), unmatched=raw.get("unmatched", "report"),
@@ -162,6 +168,8 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
         allow_private_addresses=allow_private,
         propagate_trace=raw.get("propagate_trace", False),
         grants=build_grants(where, raw.get("grants"), identity, problems),
+        rate_limits=rate_limits, concurrency=raw.get("concurrency"),
+        provider_limits=ProviderLimits(**raw.get("provider_limits", {})),
     )
 
 
@@ -201,6 +209,9 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
     for i, up in enumerate(upstreams):
         if up.contract and not (contracts_dir / up.contract).is_file():
             problems.append(f"upstreams[{i}].contract: file not found: {contracts_dir / up.contract}")
+        for j, rl in enumerate(up.rate_limits):
+            if rl.operation and not up.contract:
+                problems.append(f"upstreams[{i}].rate_limits[{j}].operation needs a contract (operations come from it)")
     record = None
     if "record" in doc:
         rec = dict(doc["record"])

@@ -85,6 +85,22 @@ class OAuth2:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """One token bucket (`rate_limits[i]`): `rate` tokens per second, at most `burst`."""
+    per: str = "upstream"            # upstream (all callers together) | caller (each caller)
+    rate: float = 1.0
+    burst: float = 1.0
+    operation: str | None = None     # "POST /charges": only this contract operation
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """How the provider's own limits are honoured (429/503 Retry-After; remaining headers)."""
+    max_hold: float = 300.0          # longest Retry-After honoured (seconds)
+    hold_below_remaining: int | None = None   # opt-in: remaining < this -> hold until its reset
+
+
+@dataclass(frozen=True)
 class Credential:
     header: str
     value: Secret | None = None      # static (env)
@@ -117,6 +133,9 @@ class Upstream:
     propagate_trace: bool = False
     # least privilege per operation: (caller | "scope:NAME" | "*", ("GET /charges/{id}", "GET *", ...))
     grants: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+    concurrency: int | None = None   # requests in flight to this upstream (per replica)
+    provider_limits: ProviderLimits = ProviderLimits()
 
     @property
     def host(self) -> str:

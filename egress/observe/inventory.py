@@ -65,6 +65,7 @@ class Inventory:
         self._denied: dict[tuple[str, str], list[int]] = {}   # (host, caller) -> [count, last_ns]
         self.breakers: Callable[[], dict] | None = None
         self.suspensions: Callable[[], list] | None = None   # the kill switch's active records
+        self.limits: Callable[[], dict] | None = None   # send/limits.py: usage against limits
 
     def observe(self, ex: Exchange, operation: str) -> None:
         now = ex.end_ns or time.time_ns()
@@ -120,6 +121,10 @@ class Inventory:
             breakers = self.breakers() if self.breakers is not None else {}
         except Exception:
             breakers = {}
+        try:
+            limits = self.limits() if self.limits is not None else {}
+        except Exception:
+            limits = {}
         names = list(self.configured) + sorted(n for n in self._ups if n not in self.configured)
         upstreams = []
         for name in names:
@@ -137,6 +142,7 @@ class Inventory:
                 "contract_coverage": round(u.matched / u.calls, 4) if u.calls else None,
                 "violations_by_keyword": dict(sorted(u.violations.items())),
                 "breakers": {k: v for k, v in sorted(breakers.items()) if k.split("|", 1)[0] == name},
+                "limits": limits.get(name, {}),
                 "last_seen": _iso(u.last_ns) or None,
                 "grants": grants_report(conf.get("grants") or {}, u.grants),
                 "operations": [

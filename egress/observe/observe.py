@@ -108,6 +108,12 @@ class Observability:
         self.metrics.breaker_snapshot = fn
         self.inventory.breakers = fn
 
+    def set_limits(self, limiter) -> None:
+        """Rate limits, concurrency and holds (send/limits.py): metrics and inventory read them."""
+        from egress.observe.limits import LimitsCollector
+        self.metrics.registry.register(LimitsCollector(limiter))
+        self.inventory.limits = limiter.snapshot
+
     def reconfigure(self, settings) -> None:
         self.inventory.configured = _configured(settings)
 

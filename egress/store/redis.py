@@ -16,6 +16,9 @@ buckets, provider holds and suspensions are more kinds of the same store.
   replica started late sees what others hold, and the kind's `snapshot()` is written back
   (SET NX) in case Redis lost it.
 
+Token buckets: `take_buckets` (redis_buckets.py), one round trip per request.  Each replica
+heartbeats into `egress:replicas` (a sorted set): `replicas` says how many share the limits.
+
 Redis down: requests keep being served on local state, `connected` is False, on_event
 ("redis_down", detail) fires once per outage and ("redis_up", detail) on recovery;
 reconnects use capped exponential backoff.  Redis errors never leave this module.
@@ -35,12 +38,15 @@ from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import NoBackoff
 from yarl import URL
 
+from egress.store.buckets import BucketSpec, Taken
 from egress.store.keyspace import Change, Keyspace, OnRemote, Snapshot
+from egress.store.redis_buckets import RedisBuckets
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "egress:changes"
 PREFIX = "egress:"
+REPLICAS = "egress:replicas"
 
 
 class RedisStore:
@@ -69,6 +75,8 @@ class RedisStore:
         self._session_id = 0
         self.connected = False
         self.dropped = 0          # changes dropped because the queue was full
+        self.replicas = 1         # replicas that heartbeat recently (this one included)
+        self.buckets = RedisBuckets(url, PREFIX, timeout=socket_timeout, clock=clock)
 
     def keyspace(self, kind: str, on_remote: OnRemote | None = None, snapshot: Snapshot | None = None) -> Keyspace:
         """Register a kind of shared state (before start())."""
@@ -77,6 +85,7 @@ class RedisStore:
 
     async def start(self, wait: float = 2.0) -> None:
         """Start the background task; wait up to `wait` s for the first connection (never fails)."""
+        self.buckets.start()
         self._task = asyncio.create_task(self._run(), name="egress-store")
         try:
             await asyncio.wait_for(self._first_attempt.wait(), wait)
@@ -99,6 +108,7 @@ class RedisStore:
                 log.warning("store task did not stop within %.1fs", wait)
         self._queue.clear()
         self.connected = False
+        await self.buckets.stop()
 
     # ------------------------------------------------------------ request path (sync, no I/O)
 
@@ -109,6 +119,12 @@ class RedisStore:
             self.dropped += 1
         self._queue.append((change, self._clock()))
         self._wakeup.set()
+
+    async def take_buckets(self, specs: list[BucketSpec], hold_keys: tuple[str, ...] = (),
+                           scale: float = 1.0) -> Taken:
+        """One token from every bucket or none, unless a `hold` key in hold_keys is set."""
+        return await self.buckets.take(specs, hold_keys, connected=self.connected, replicas=self.replicas,
+                                       scale=scale)
 
     # ------------------------------------------------------------ background
 
@@ -233,6 +249,12 @@ class RedisStore:
 
     async def _ping(self, client: aioredis.Redis, sid: int) -> None:
         while self._live(sid):
+            now = time.time()
+            async with client.pipeline(transaction=False) as pipe:   # heartbeat: who shares limits
+                pipe.zadd(REPLICAS, {self.instance_id: now})
+                pipe.zremrangebyscore(REPLICAS, "-inf", now - 3 * self._ping_interval - 2.0)
+                pipe.zcard(REPLICAS)
+                self.replicas = max(1, int((await pipe.execute())[2]))
             await asyncio.sleep(self._ping_interval)
             await client.ping()
 

@@ -19,7 +19,8 @@
     │   ├── InvalidJson              502 invalid_json
     │   ├── ContractViolation        502 contract_violation
     │   └── UpstreamTimeout          504 upstream_timeout
-    └── CircuitOpen                  503 circuit_open (retry_after seconds)
+    ├── CircuitOpen                  503 circuit_open (retry_after seconds)
+    └── ProxyOverloaded              503 proxy_overloaded (retry_after: decoded bytes in flight at the limit)
 
     ConfigError (not an EgressError): a list of "key.path message" problems.
 
@@ -121,6 +122,14 @@ class UpstreamTimeout(UpstreamError):
 
 class CircuitOpen(EgressError):
     status, reason, title = 503, "circuit_open", "Circuit open for this upstream"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, extra: dict | None = None):
+        super().__init__(detail, extra=extra)
+        self.retry_after = retry_after
+
+
+class ProxyOverloaded(EgressError):
+    status, reason, title = 503, "proxy_overloaded", "Egress is over its budget of bytes in flight"
 
     def __init__(self, detail: str = "", *, retry_after: float = 1.0, extra: dict | None = None):
         super().__init__(detail, extra=extra)

@@ -31,6 +31,8 @@ def problem_response(err: EgressError, ex: Exchange) -> web.Response:
     headers = {"X-Egress-Error": err.reason, "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
     if isinstance(err, CircuitOpen):
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    elif getattr(err, "retry_after", None) is not None:  # ProxyOverloaded and the like
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
     if ex.upstream is not None:
         headers["X-Egress-Contract"] = ex.contract
     return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)

@@ -17,6 +17,7 @@ from egress.errors import ConfigError
 from egress.exchange import CURRENT, Exchange
 from egress.generation import Generation, build_generation
 from egress.observe.logs import log
+from egress.send.inflight import InflightBudget
 from egress.send.resilience import BreakerRegistry, RetryBudget
 from egress.store import MemoryStore, open_store
 
@@ -37,6 +38,7 @@ class ProcessState:
         self._drift_counts: dict[tuple[str, str | None], int] = {}
         self._reload_lock = asyncio.Lock()
         self.store = MemoryStore()  # replaced at start() by the configured `store:`
+        self.inflight = InflightBudget(generation.settings.limits.max_inflight_bytes)
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
 
@@ -122,6 +124,7 @@ class ProcessState:
                 return exc.problems
             await generation.start()
             old, self.generation = self.generation, generation
+            self.inflight.limit = settings.limits.max_inflight_bytes
             if self.obs is not None:
                 self.obs.reconfigure(settings)
             grace = max((up.timeout.total for up in old.settings.upstreams), default=10.0)

@@ -26,6 +26,7 @@ from egress.config.model import (
     Callers,
     Credential,
     Limits,
+    ProcessLimits,
     Record,
     Redirects,
     Retry,
@@ -245,6 +246,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         store=doc.get("store", doc.get("breaker_store", "memory")),
         drain_timeout=doc.get("drain_timeout", 10.0),
         record=record,
+        limits=ProcessLimits(**doc.get("limits", {})),
         **kwargs,
     )
 

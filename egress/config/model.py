@@ -57,6 +57,12 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ProcessLimits:
+    """Top-level `limits`: bounds for the whole process, across all upstreams."""
+    max_inflight_bytes: int = 268435456  # decoded response bytes held at once; beyond: 503 proxy_overloaded
+
+
+@dataclass(frozen=True)
 class Redirects:
     follow: bool = False
     max_hops: int = 5
@@ -163,6 +169,7 @@ class Settings:
     store: str = "memory"  # memory | redis://...: state shared across replicas (`breaker_store`: older name)
     drain_timeout: float = 10.0
     record: Record | None = None
+    limits: ProcessLimits = ProcessLimits()
     source: Path | None = field(default=None, compare=False)
 
     def upstream(self, name: str) -> Upstream | None:

@@ -88,11 +88,11 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
         headers.add(name, value)
     body = resp.body
     codings = parse_encodings(resp.headers.getall("Content-Encoding", []))
+    headers.popall("Content-Encoding", None)
     if checked.encoded and not _accepts(accept_encoding, codings):
         body = checked.body
-        headers.popall("Content-Encoding", None)
-    elif not codings:
-        headers.popall("Content-Encoding", None)  # identity only: nothing to say
+    elif codings:  # one field naming exactly the codings egress undid (no `identity`)
+        headers["Content-Encoding"] = ", ".join(codings)
     if any(n.startswith("set-cookie") for n in dropped):
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
     headers["X-Egress-Contract"] = ex.contract

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from egress.check import Checked
 from egress.exchange import Exchange
 from egress.sanitize import connection_tokens
-from egress.send.bodies import parse_encodings
+from egress.send.bodies import CHUNK, parse_encodings
 from egress.send.client import UpstreamResponse
 from egress.send.inflight import Hold
 
@@ -59,24 +59,35 @@ def _accepts(accept_encoding: str | None, codings: list[str]) -> bool:
     return set(codings) <= offered or "*" in offered
 
 
-class HeldResponse(web.Response):
-    """A response that gives back its bytes' share of the in-flight budget once written (or,
-    a caller gone mid-write, when collected)."""
+class HeldResponse(web.StreamResponse):
+    """The answer, written in CHUNK-sized pieces (a slow caller never makes the transport
+    buffer a second copy of a large body); gives back its share of the in-flight budget once
+    written (or, the caller gone mid-write, when collected)."""
 
-    def hold(self, hold: Hold) -> None:
+    def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
+        super().__init__(status=status, headers=headers)
+        self.content_length = len(body)
+        self._egress_body = body
         self._egress_hold = hold  # collected with this response: the hold gives back then
+
+    @property
+    def body(self) -> bytes:
+        return self._egress_body
 
     async def write_eof(self, data: bytes = b"") -> None:
         try:
+            body, self._egress_body = self._egress_body, b""
+            view = memoryview(body)
+            for start in range(0, len(view), CHUNK):
+                await self.write(view[start:start + CHUNK])
             await super().write_eof(data)
         finally:
-            hold = getattr(self, "_egress_hold", None)
-            if hold is not None:
-                hold.release()
+            if self._egress_hold is not None:
+                self._egress_hold.release()
 
 
 def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
-                   accept_encoding: str | None) -> web.Response:
+                   accept_encoding: str | None) -> web.StreamResponse:
     connection_named = connection_tokens(resp.headers)
     headers: CIMultiDict[str] = CIMultiDict()
     dropped: set[str] = set()
@@ -96,8 +107,6 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
     if any(n.startswith("set-cookie") for n in dropped):
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
     headers["X-Egress-Contract"] = ex.contract
-    out = HeldResponse(status=resp.status, body=body, headers=headers)
     if checked.hold is not None:
         checked.hold.resize(len(body))
-        out.hold(checked.hold)
-    return out
+    return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)

@@ -43,7 +43,7 @@ def rss(pid: int) -> int:
 
 async def slow_caller(port: int, results: dict, stop: asyncio.Event) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /bomb/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Egress-Caller: bench\r\n"
+    writer.write(b"GET /bomb/x HTTP/1.1\r\nHost: egress.internal\r\nX-Egress-Caller: bench\r\n"
                  b"Accept-Encoding: identity\r\nConnection: close\r\n\r\n")
     await writer.drain()
     try:
@@ -89,14 +89,20 @@ async def main() -> None:
             results: dict = {}
             stop = asyncio.Event()
             tasks = [asyncio.create_task(slow_caller(egress.port, results, stop)) for _ in range(args.callers)]
-            peak, end = baseline, time.monotonic() + args.seconds
-            while time.monotonic() < end:
-                peak = max(peak, rss(egress.proc.pid))
-                await asyncio.sleep(0.05)
+            samples = [baseline]
+
+            async def sampler() -> None:
+                while True:
+                    samples.append(rss(egress.proc.pid))
+                    await asyncio.sleep(0.05)
+
+            sampling = asyncio.create_task(sampler())
+            await asyncio.sleep(args.seconds)
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.sleep(1.0)
-            after = rss(egress.proc.pid)
+            sampling.cancel()
+            peak, after = max(samples), rss(egress.proc.pid)
         finally:
             egress.stop()
     await runner.cleanup()

@@ -59,7 +59,7 @@ class Limits:
 @dataclass(frozen=True)
 class ProcessLimits:
     """Top-level `limits`: bounds for the whole process, across all upstreams."""
-    max_inflight_bytes: int = 268435456  # decoded response bytes held at once; beyond: 503 proxy_overloaded
+    max_inflight_bytes: int = 134217728  # decoded response bytes held at once; beyond: 503 proxy_overloaded
 
 
 @dataclass(frozen=True)

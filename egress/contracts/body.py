@@ -31,10 +31,12 @@ import jiter
 import orjson
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_NUMBER_MAP = bytes(ord("0") if b < 128 and chr(b) in "0123456789.eE" else ord(" ") for b in range(256))
+# digits, dots and exponent letters -> "0", "-" kept, everything else -> " "
+_NUMBER_MAP = bytes(ord("0") if b < 128 and chr(b) in "0123456789.eE" else b if b == 45 else 32 for b in range(256))
 _LONG_RUN = b"0" * 17  # 16+ digits with a dot or an exponent letter, or 17+ digits
+_NEGATIVE_EXPONENT_AT = b"0-000"  # "e-" then 3+ digits (also dates, phone numbers: read precisely)
 _NUMBER_AT = re.compile(rb"-?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?")
-_NEGATIVE_EXPONENT = re.compile(rb"[eE]-0*([0-9]{3,})")
+_DIGITS_AT = re.compile(rb"[0-9]+")
 _JITER_MAX_DEPTH = 190  # jiter's own recursion limit is about 200
 _KEEP = frozenset(b'"[]{}')
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
@@ -115,11 +117,13 @@ def _exact_stdlib(body: bytes) -> Any:
 def needs_exact(body: bytes) -> bool:
     """Does a number in `body` lose something as orjson reads it (a double, or a 64-bit int)?
     False positives (digits inside strings) only cost an exact parse; no number is missed."""
-    if b"e-" in body or b"E-" in body:
-        for m in _NEGATIVE_EXPONENT.finditer(body):
-            if int(m.group(1)) >= 300:  # subnormal or underflow to 0.0
-                return True
     mapped = body.translate(_NUMBER_MAP)
+    at = mapped.find(_NEGATIVE_EXPONENT_AT)
+    while at != -1:
+        if body[at] in b"eE" and at and body[at - 1] in b"0123456789" \
+                and int(_DIGITS_AT.match(body, at + 2).group()) >= 300:  # subnormal, or 0.0
+            return True
+        at = mapped.find(_NEGATIVE_EXPONENT_AT, at + 1)
     start = mapped.find(_LONG_RUN)
     while start != -1:
         token = _NUMBER_AT.match(body, start - 1 if start and body[start - 1] == 45 else start).group()

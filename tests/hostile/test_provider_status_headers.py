@@ -76,6 +76,8 @@ async def test_undeclared_status(case, tmp_path, provider, proxy, good):
         assert names["egress.contract_violation"]["keyword"] == "status"
     if verdict == "unmatched":
         assert names["egress.contract_unmatched"]["status"] == upstream_status
+        async with p.session.get(p.admin_url + "/metrics") as metrics:  # counted
+            assert 'event="egress.contract_unmatched"' in await metrics.text()
     await assert_still_serves(p)
 
 
@@ -187,6 +189,15 @@ DROPPED = {"Alt-Svc": 'h3=":443"; ma=86400', "Refresh": "0; url=https://evil.exa
 KEPT = {"X-RateLimit-Remaining": "41", "RateLimit-Reset": "30", "Retry-After": "2", "Link": '<https://x/?p=2>; rel="next"',
         "X-Request-Id": "req_123", "ETag": '"abc"', "Cache-Control": "no-store", "X-Total-Count": "9",
         "Request-Id": "req_9", "Last-Modified": "Tue, 01 Dec 2026 10:00:00 GMT"}
+
+
+async def test_head_answer_carries_no_body(provider, proxy, good):
+    """Answers are written in pieces by egress itself: a HEAD still gets no body."""
+    bad = await provider(answer(200, b""))
+    p = await proxy(base_config([hostile_upstream(bad.url), good_upstream(good.url)]))
+    async with p.request("HEAD", "/bad/x") as resp:
+        assert resp.status == 200 and await resp.read() == b""
+    await assert_still_serves(p)
 
 
 async def test_answer_headers_are_forwarded_by_allowlist(provider, proxy, good):

@@ -31,10 +31,11 @@ import jiter
 import orjson
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-# digits, dots and exponent letters -> "0", "-" kept, everything else -> " "
-_NUMBER_MAP = bytes(ord("0") if b < 128 and chr(b) in "0123456789.eE" else b if b == 45 else 32 for b in range(256))
-_LONG_RUN = b"0" * 17  # 16+ digits with a dot or an exponent letter, or 17+ digits
-_NEGATIVE_EXPONENT_AT = b"0-000"  # "e-" then 3+ digits (also dates, phone numbers: read precisely)
+# digits and dots -> "0", exponent letters -> "e", "-" kept, everything else -> " "
+_NUMBER_MAP = bytes(ord("0") if b < 128 and chr(b) in "0123456789." else ord("e") if b in (69, 101)
+                    else b if b == 45 else 32 for b in range(256))
+_LONG_RUN = b"0" * 16  # 16+ digits and dots: a candidate when 17+ long or an exponent follows
+_NEGATIVE_EXPONENT_AT = b"0e-000"  # a digit, "e-", then 3+ digits
 _NUMBER_AT = re.compile(rb"-?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?")
 _DIGITS_AT = re.compile(rb"[0-9]+")
 _JITER_MAX_DEPTH = 190  # jiter's own recursion limit is about 200
@@ -120,23 +121,23 @@ def needs_exact(body: bytes) -> bool:
     mapped = body.translate(_NUMBER_MAP)
     at = mapped.find(_NEGATIVE_EXPONENT_AT)
     while at != -1:
-        if body[at] in b"eE" and at and body[at - 1] in b"0123456789" \
-                and int(_DIGITS_AT.match(body, at + 2).group()) >= 300:  # subnormal, or 0.0
+        if int(_DIGITS_AT.match(body, at + 3).group()) >= 300:  # subnormal, or 0.0
             return True
         at = mapped.find(_NEGATIVE_EXPONENT_AT, at + 1)
     start = mapped.find(_LONG_RUN)
     while start != -1:
-        token = _NUMBER_AT.match(body, start - 1 if start and body[start - 1] == 45 else start).group()
-        mantissa, _, _ = token.replace(b"E", b"e").partition(b"e")
-        digits = mantissa.lstrip(b"-")
-        if b"." in digits or len(mantissa) < len(token):  # a decimal: exact up to 15 significant digits
-            if len(digits.replace(b".", b"").lstrip(b"0")) > 15:
-                return True
-        elif len(digits) >= 20 or (len(digits) == 19 and mantissa.startswith(b"-")):  # past 64 bits
-            return True
         end = start + len(_LONG_RUN)
         while end < len(mapped) and mapped[end] == 48:
             end += 1
+        if end - start > len(_LONG_RUN) or (end < len(mapped) and mapped[end] == 101):
+            token = _NUMBER_AT.match(body, start - 1 if start and body[start - 1] == 45 else start).group()
+            mantissa, _, _ = token.replace(b"E", b"e").partition(b"e")
+            digits = mantissa.lstrip(b"-")
+            if b"." in digits or len(mantissa) < len(token):  # a decimal: exact up to 15 significant digits
+                if len(digits.replace(b".", b"").lstrip(b"0")) > 15:
+                    return True
+            elif len(digits) >= 20 or (len(digits) == 19 and mantissa.startswith(b"-")):  # past 64 bits
+                return True
         start = mapped.find(_LONG_RUN, end)
     return False
 

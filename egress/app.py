@@ -23,7 +23,10 @@ from egress.observe.observe import Observability
 from egress.process import ProcessState
 
 # bounded request heads: over these, aiohttp answers 400 before any handler runs
-HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100}
+HANDLER_ARGS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 100,
+                # egress must see the bytes the caller sent (decoded for inspection by
+                # send/bodies.py, forwarded as received), never aiohttp's unbounded inflate
+                "auto_decompress": False}
 
 
 @dataclass

@@ -1,9 +1,18 @@
-"""Check: what came back from the provider — redirects, encoding, size, JSON, contract.
+"""Check: what came back from the provider — redirects, encoding, size, JSON, status, contract.
 
 Reads the upstream response and the matched contract operation; writes the contract
 result, violations and drift onto the exchange; raises RedirectBlocked, ResponseTooLarge,
-UnexpectedContentEncoding, and in enforce mode ContractViolation / InvalidJson /
-UnexpectedContentType.  Messages and events carry pointers and keywords, never values.
+UnexpectedContentEncoding, ProxyOverloaded, and in enforce mode ContractViolation /
+InvalidJson / UnexpectedContentType.  Messages and events carry pointers and keywords,
+never values.
+
+- Every 3xx but 304 is a redirect (300, 305, 306 and unknown codes included).
+- The body is decoded as the caller's client would decode it (bodies.StreamDecoder: every
+  Content-Encoding field, every gzip member) and bounded, in every mode; the decoded bytes
+  count against the process-wide in-flight budget (send/inflight.py).
+- In enforce mode a 2xx/3xx the operation does not declare (no code, range or default) is a
+  violation (keyword `status`); an undeclared 4xx/5xx passes as `unmatched`.
+- Several differing Content-Type fields are refused in enforce mode (`unexpected_content_type`).
 """
 
 from __future__ import annotations
@@ -13,11 +22,20 @@ from dataclasses import dataclass
 from yarl import URL
 
 from egress.config import Upstream
-from egress.errors import ContractViolation, InvalidJson, RedirectBlocked, ResponseTooLarge, UnexpectedContentType
+from egress.contracts.results import CheckResult, Violation
+from egress.errors import (
+    ContractViolation,
+    InvalidJson,
+    ProxyOverloaded,
+    RedirectBlocked,
+    ResponseTooLarge,
+    UnexpectedContentType,
+)
 from egress.exchange import Exchange
 from egress.routes import Router
 from egress.send import bodies
-from egress.send.client import REDIRECT_STATUSES, UpstreamResponse
+from egress.send.client import UpstreamResponse, is_redirect
+from egress.send.inflight import Hold
 
 _ENFORCE_ERRORS = {
     "contract_violation": ContractViolation,
@@ -30,11 +48,17 @@ _ENFORCE_ERRORS = {
 class Checked:
     body: bytes  # decoded body
     encoded: bool  # resp.body is still content-encoded (decoded differs)
+    hold: Hold | None = None  # this body's share of the in-flight budget (respond gives it back)
+
+    def release(self) -> None:
+        """Give the budget back now (the exchange ends without forwarding this body)."""
+        if self.hold is not None:
+            self.hold.release()
 
 
 def check_redirect(resp: UpstreamResponse, router: Router, ex: Exchange) -> None:
     """A 3xx may go back to the caller only if its Location is an allowlisted upstream."""
-    if resp.status not in REDIRECT_STATUSES:
+    if not is_redirect(resp.status):
         return
     location = resp.headers.get("Location")
     if location is None:
@@ -49,15 +73,56 @@ def check_redirect(resp: UpstreamResponse, router: Router, ex: Exchange) -> None
         raise RedirectBlocked("the provider redirected outside the allowlisted upstreams")
 
 
-def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange) -> Checked:
-    encoding = resp.headers.get("Content-Encoding")
+def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold | None = None) -> Checked:
+    """Decode every coding of every Content-Encoding field under max_decompressed_bytes;
+    the decoded bytes (or the body itself) are taken from `hold` as they appear."""
+    cap = up.limits.max_decompressed_bytes
+    decoder = bodies.StreamDecoder(resp.headers.getall("Content-Encoding", []), cap)
     try:
-        decoded = bodies.decode(resp.body, encoding, up.limits.max_decompressed_bytes)
-    except ResponseTooLarge:
-        ex.event("egress.limit_exceeded", limit="max_decompressed_bytes", value=up.limits.max_decompressed_bytes)
+        if decoder.identity:
+            decoded = resp.body
+            if hold is not None:
+                hold.grow(len(decoded))
+        else:
+            parts = []
+            for start in range(0, len(resp.body), bodies.CHUNK):
+                parts.append(decoder.feed(resp.body[start:start + bodies.CHUNK]))
+                if hold is not None:
+                    hold.grow(len(parts[-1]))
+            parts.append(decoder.finish())
+            if hold is not None:
+                hold.grow(len(parts[-1]))
+            decoded = b"".join(parts)
+            del parts
+    except BaseException as exc:
+        if hold is not None:
+            hold.release()
+        if isinstance(exc, ResponseTooLarge):
+            ex.event("egress.limit_exceeded", limit="max_decompressed_bytes", value=cap)
+        elif isinstance(exc, ProxyOverloaded):
+            ex.event("egress.limit_exceeded", limit="max_inflight_bytes", value=hold.limit if hold else 0)
         raise
     ex.response_bytes = len(decoded)
-    return Checked(decoded, decoded is not resp.body)
+    return Checked(decoded, decoded is not resp.body, hold)
+
+
+def _content_type(resp: UpstreamResponse) -> str | None:
+    """The one Content-Type; None when absent.  Several differing fields: `_AMBIGUOUS`."""
+    values = resp.headers.getall("Content-Type", [])
+    if len({v.strip().lower() for v in values}) > 1:
+        return _AMBIGUOUS
+    return values[0] if values else None
+
+
+_AMBIGUOUS = "\x00ambiguous"
+
+
+def _status_undeclared(op, status: int) -> CheckResult | None:
+    """A 2xx/3xx the operation does not declare is a violation; 4xx/5xx pass as unmatched."""
+    if op.response_for(status) is not None or status >= 400:
+        return None
+    return CheckResult("violated", "contract_violation", (Violation(
+        "", "status", "/responses", f"status {status} is not declared by the operation"),))
 
 
 def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Exchange,
@@ -72,9 +137,16 @@ def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Ex
     if mode == "off":
         ex.contract = "unchecked"
         return ex.contract
-    result = op.check(resp.status, resp.headers.get("Content-Type"), body,
-                      max_depth=up.limits.max_json_depth, max_violations=up.limits.max_violations,
-                      drift=drift)
+    content_type = _content_type(resp)
+    result = _status_undeclared(op, resp.status)
+    if result is None and content_type is _AMBIGUOUS:
+        result = CheckResult("violated", "unexpected_content_type", detail="several differing Content-Type fields")
+    if result is None:
+        result = op.check(resp.status, content_type, body,
+                          max_depth=up.limits.max_json_depth, max_violations=up.limits.max_violations,
+                          drift=drift)
+    if result.outcome == "unmatched":
+        ex.event("egress.contract_unmatched", anomaly=False, status=resp.status)
     if result.drift:
         ex.event("egress.contract_drift", anomaly=False, fields=list(result.drift))
     if result.outcome != "violated":

@@ -29,7 +29,8 @@
     ├── CallerSuspended              403 caller_suspended       (kill switch; nothing sent)
     ├── CredentialUnavailable        503 credential_unavailable (no valid partner credential)
     ├── RateLimited                  429 rate_limited (retry_after; RateLimit headers)
-    └── ConcurrencyLimited           503 concurrency_limited (Retry-After: 1)
+    ├── ConcurrencyLimited           503 concurrency_limited (Retry-After: 1)
+    └── ProxyOverloaded              503 proxy_overloaded (retry_after: decoded bytes in flight at the limit)
 
     ConfigError (not an EgressError): a list of "key.path message" problems.
 
@@ -183,6 +184,14 @@ class ConcurrencyLimited(EgressError):
     status, reason, title = 503, "concurrency_limited", "Too many requests in flight to this upstream"
     retry_after = 1.0
     headers: dict = {}
+
+
+class ProxyOverloaded(EgressError):
+    status, reason, title = 503, "proxy_overloaded", "Egress is over its budget of bytes in flight"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, extra: dict | None = None):
+        super().__init__(detail, extra=extra)
+        self.retry_after = retry_after
 
 
 class ConfigError(Exception):

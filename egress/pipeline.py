@@ -94,7 +94,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     await state.credentials.inject(headers, up, ex)
     query = rt.sanitizer.query(route.query, ex)
     body = rt.sanitizer.body(body, request.headers.get("Content-Type"), ex,
-                             content_encoding=request.headers.get("Content-Encoding"),
+                             content_encoding=",".join(request.headers.getall("Content-Encoding", ())),
                              max_decoded=up.limits.max_decompressed_bytes)
     target = route.upstream_target(query)
     # send
@@ -109,11 +109,14 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
     # check
     check.check_redirect(resp, rt.router, ex)
-    checked = check.decode_body(resp, up, ex)
+    checked = check.decode_body(resp, up, ex, state.inflight.hold())
     if contract is not None:
         try:
             check.check_contract(op, resp, checked.body, up, ex,
                                   drift=state.wants_drift(up.name, ex.operation))
+        except BaseException:
+            checked.release()  # refused: this body is not forwarded
+            raise
         finally:
             if ex.contract == "violated" and up.breaker.count_violations:
                 breaker.record_violation(resp.status)

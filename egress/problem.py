@@ -32,6 +32,8 @@ def problem_response(err: EgressError, ex: Exchange) -> web.Response:
     if isinstance(err, (CircuitOpen, RateLimited, ConcurrencyLimited)):
         headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
         headers.update(getattr(err, "headers", None) or {})
+    elif getattr(err, "retry_after", None) is not None:  # ProxyOverloaded and the like
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
     if ex.upstream is not None:
         headers["X-Egress-Contract"] = ex.contract
     return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)

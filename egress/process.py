@@ -19,6 +19,7 @@ from egress.exchange import CURRENT, Exchange
 from egress.generation import Generation, build_generation
 from egress.observe.logs import log
 from egress.send.limits import Limiter, workers_from_env
+from egress.send.inflight import InflightBudget
 from egress.send.resilience import BreakerRegistry, RetryBudget
 from egress.store import MemoryStore, open_store
 from egress.suspensions import Suspensions
@@ -45,6 +46,7 @@ class ProcessState:
         if obs is not None and hasattr(obs, "inventory"):
             obs.inventory.suspensions = self.suspensions.active
         self.limits = Limiter(workers=workers_from_env(os.environ))  # rate limits, concurrency, holds
+        self.inflight = InflightBudget(generation.settings.limits.max_inflight_bytes)
         if obs is not None:
             obs.set_breaker_snapshot(self.breakers.snapshot)
             obs.set_limits(self.limits)
@@ -135,6 +137,7 @@ class ProcessState:
             generation.inherit(self.generation)
             await generation.start()
             old, self.generation = self.generation, generation
+            self.inflight.limit = settings.limits.max_inflight_bytes
             if self.obs is not None:
                 self.obs.reconfigure(settings)
             grace = max((up.timeout.total for up in old.settings.upstreams), default=10.0)

@@ -28,6 +28,7 @@ from egress.config.model import (
     Limits,
     ProviderLimits,
     RateLimit,
+    ProcessLimits,
     Record,
     Redirects,
     Retry,
@@ -236,6 +237,7 @@ def settings_from_dict(doc: Any, *, base_dir: Path, environ: Mapping[str, str]) 
         drain_timeout=doc.get("drain_timeout", 10.0),
         record=record,
         listen_tls=listen_tls,
+        limits=ProcessLimits(**doc.get("limits", {})),
         **kwargs,
     )
 

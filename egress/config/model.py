@@ -57,6 +57,12 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ProcessLimits:
+    """Top-level `limits`: bounds for the whole process, across all upstreams."""
+    max_inflight_bytes: int = 134217728  # decoded response bytes held at once; beyond: 503 proxy_overloaded
+
+
+@dataclass(frozen=True)
 class Redirects:
     follow: bool = False
     max_hops: int = 5
@@ -253,6 +259,7 @@ class Settings:
     admin_token: Secret | None = None       # /admin/* needs "Authorization: Bearer <it>" (admin.py)
     admin_token_file: str | None = None     # or the token in a file, re-read when it changes
     admin_insecure: bool = False            # admin beyond loopback without a token: explicit only
+    limits: ProcessLimits = ProcessLimits()
     source: Path | None = field(default=None, compare=False)
 
     def upstream(self, name: str) -> Upstream | None:

@@ -4,11 +4,16 @@
    the bracket skeleton is peeled one nesting level per pass with `bytes.replace` (C speed, at
    most `max_depth` passes, none for small bodies).  Only valid JSON matters here: anything the
    skeleton misjudges is invalid JSON that the parser then rejects.
-2. Parse with orjson.  orjson turns integers beyond 64 bits into (rounded) floats and rejects
-   numbers beyond double range, so when the body holds a run of 20+ digits, or orjson rejected a
-   number as infinite, the body is re-parsed with the standard library into `Decimal`s: exact
-   for any size (a 100,000-digit integer included) and the validator compares Decimals exactly.
-   NaN/Infinity literals are rejected in both paths; invalid UTF-8 and lone surrogates too.
+2. Parse with orjson, which is exact for integers within 64 bits and for decimals of at most
+   15 significant digits (those keep their order and integer-ness as doubles); anything else
+   is checked as written.  One C-speed pass (`translate` + `find`, as cheap as the old search
+   for 20 digits) finds candidates: a run of 17+ digits, dots and exponent letters, or a
+   negative exponent.  Only then are the candidates read precisely (16+ significant digits,
+   64-bit integer overflow, exponent <= -300); only a number that needs it makes the body be
+   re-parsed exactly: jiter (one native pass, Decimal floats, big integers exact, duplicate
+   keys refused), or the standard library with Decimals where jiter cannot (nesting past 190,
+   integers past 4,300 digits).  NaN/Infinity literals are rejected in every path; invalid
+   UTF-8 and lone surrogates too.
 3. Duplicate keys are refused: a caller whose parser keeps the first value would read what
    the validator never saw (orjson keeps the last).  Re-serializing drops each duplicate
    member and its ':' — a cheap C-speed comparison of colon counts; escapes can only add
@@ -22,11 +27,18 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import jiter
 import orjson
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_DIGIT_MAP = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
-_TWENTY_DIGITS = b"0" * 20
+# digits and dots -> "0", exponent letters -> "e", "-" kept, everything else -> " "
+_NUMBER_MAP = bytes(ord("0") if b < 128 and chr(b) in "0123456789." else ord("e") if b in (69, 101)
+                    else b if b == 45 else 32 for b in range(256))
+_LONG_RUN = b"0" * 16  # 16+ digits and dots: a candidate when 17+ long or an exponent follows
+_NEGATIVE_EXPONENT_AT = b"0e-000"  # a digit, "e-", then 3+ digits
+_NUMBER_AT = re.compile(rb"-?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?")
+_DIGITS_AT = re.compile(rb"[0-9]+")
+_JITER_MAX_DEPTH = 190  # jiter's own recursion limit is about 200
 _KEEP = frozenset(b'"[]{}')
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
 _TO_PARENS = bytes.maketrans(b"[{]}", b"(())")
@@ -73,6 +85,22 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _exact(body: bytes) -> Any:
+    """`body` parsed with every number exact (Decimal or int) and duplicate keys refused."""
+    if not too_deep(body, _JITER_MAX_DEPTH):
+        try:
+            return jiter.from_json(body, float_mode="decimal", catch_duplicate_keys=True, allow_inf_nan=False)
+        except ValueError as exc:  # jiter's messages quote the input: never pass them on
+            text = str(exc)
+            if "duplicate key" in text:
+                raise BodyError("JSON object has duplicate keys") from None
+            if "number out of range" not in text and "recursion limit" not in text:
+                if "unicode" in text or "escape" in text or "utf-8" in text.lower():
+                    raise BodyError("body is not valid UTF-8") from None
+                raise BodyError("invalid JSON") from None
+    return _exact_stdlib(body)
+
+
+def _exact_stdlib(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
         return json.loads(text, parse_int=Decimal, parse_float=Decimal, parse_constant=_reject_constant,
@@ -87,6 +115,33 @@ def _exact(body: bytes) -> Any:
         raise BodyError(f"invalid JSON ({type(exc).__name__})") from exc
 
 
+def needs_exact(body: bytes) -> bool:
+    """Does a number in `body` lose something as orjson reads it (a double, or a 64-bit int)?
+    False positives (digits inside strings) only cost an exact parse; no number is missed."""
+    mapped = body.translate(_NUMBER_MAP)
+    at = mapped.find(_NEGATIVE_EXPONENT_AT)
+    while at != -1:
+        if int(_DIGITS_AT.match(body, at + 3).group()) >= 300:  # subnormal, or 0.0
+            return True
+        at = mapped.find(_NEGATIVE_EXPONENT_AT, at + 1)
+    start = mapped.find(_LONG_RUN)
+    while start != -1:
+        end = start + len(_LONG_RUN)
+        while end < len(mapped) and mapped[end] == 48:
+            end += 1
+        if end - start > len(_LONG_RUN) or (end < len(mapped) and mapped[end] == 101):
+            token = _NUMBER_AT.match(body, start - 1 if start and body[start - 1] == 45 else start).group()
+            mantissa, _, _ = token.replace(b"E", b"e").partition(b"e")
+            digits = mantissa.lstrip(b"-")
+            if b"." in digits or len(mantissa) < len(token):  # a decimal: exact up to 15 significant digits
+                if len(digits.replace(b".", b"").lstrip(b"0")) > 15:
+                    return True
+            elif len(digits) >= 20 or (len(digits) == 19 and mantissa.startswith(b"-")):  # past 64 bits
+                return True
+        start = mapped.find(_LONG_RUN, end)
+    return False
+
+
 def parse_json(body: bytes, max_depth: int = 64) -> Any:
     """The JSON value of `body`; BodyError when it is too deep, not UTF-8 or not JSON."""
     if too_deep(body, max_depth):
@@ -99,7 +154,7 @@ def parse_json(body: bytes, max_depth: int = 64) -> Any:
         if "UTF-8" in str(exc) or "surrogate" in str(exc):
             raise BodyError("body is not valid UTF-8") from exc
         raise BodyError("body is not valid JSON") from exc
-    if _TWENTY_DIGITS in body.translate(_DIGIT_MAP):  # orjson may have rounded a big integer
+    if needs_exact(body):  # orjson may have rounded a number: check it as written
         return _exact(body)
     if b"{" in body:
         if b"\\" in body and b"\\u" in body:  # one-byte search first: memchr speed

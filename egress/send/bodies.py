@@ -1,18 +1,27 @@
-"""Bodies: bounded reads of request bodies and bounded decompression of response bodies.
+"""Bodies: bounded reads of request bodies and bounded, exact decoding of content codings.
 
-Never an unbounded `read()`: every byte is counted against a cap as it arrives, and
-decompression stops at `max_decompressed_bytes` whatever the ratio (gzip/deflate bombs).
+Never an unbounded `read()`: every byte is counted against a cap as it arrives.  Decoding
+(`StreamDecoder`, and `decode` for a whole body on top of it) undoes exactly what the
+caller's HTTP client would undo: every `Content-Encoding` field and every coding in it, in
+order (`identity` is no coding); every member of a multi-member gzip body (requests/urllib3
+and Go decode them all, `zlib.decompressobj` alone stops after the first).  Anything that
+is not a complete sequence of members — trailing bytes, a truncated member, a coding egress
+cannot decode — is an error, never passed on.  Every stage's output is bounded by
+`max_decoded` whatever the ratio (gzip/deflate bombs, gzip inside gzip).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Iterable
 
 from aiohttp import StreamReader
 
 from egress.errors import RequestTooLarge, ResponseTooLarge, UnexpectedContentEncoding
 
-_CHUNK = 65536
+CHUNK = 65536
+_GZIP = ("gzip", "x-gzip")
+_DEFLATE = ("deflate",)
 
 
 async def read_request_body(content: StreamReader, declared: int | None, cap: int) -> bytes:
@@ -23,7 +32,7 @@ async def read_request_body(content: StreamReader, declared: int | None, cap: in
     chunks = []
     total = 0
     while True:
-        chunk = await content.read(_CHUNK)
+        chunk = await content.read(CHUNK)
         if not chunk:
             break
         total += len(chunk)
@@ -33,53 +42,147 @@ async def read_request_body(content: StreamReader, declared: int | None, cap: in
     return b"".join(chunks)
 
 
-def parse_encodings(header: str | None) -> list[str]:
-    if not header:
+def parse_encodings(fields: str | Iterable[str] | None) -> list[str]:
+    """The codings of one or several `Content-Encoding` field values, in the order applied
+    (`identity` and empty list members dropped, names lower-cased)."""
+    if not fields:
         return []
-    return [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+    if isinstance(fields, str):
+        fields = [fields]
+    codings = []
+    for value in fields:
+        for coding in value.split(","):
+            coding = coding.strip().lower()
+            if coding and coding != "identity":
+                codings.append(coding)
+    return codings
 
 
-def decode(body: bytes, content_encoding: str | None, cap: int) -> bytes:
-    """Undo Content-Encoding (gzip, x-gzip, deflate; several in order) without ever holding
-    more than `cap` decompressed bytes. Unknown encodings raise UnexpectedContentEncoding."""
-    for coding in reversed(parse_encodings(content_encoding)):
+class _Stage:
+    """One coding undone: gzip (any number of members) or deflate (zlib-wrapped or raw)."""
+
+    def __init__(self, coding: str, cap: int) -> None:
+        self.coding = coding
+        self.cap = cap
+        self.total = 0  # decoded bytes produced
+        self.seen = False  # any input at all (an empty body is no member: it decodes to nothing)
+        self._gzip = coding in _GZIP
+        self._obj = None  # the member being inflated; None between members
+        self._done = False  # deflate: the one stream ended
+        self._head = b""  # deflate: the first bytes, until the wrapper is known
+        self.members = 0  # complete members (streams) decoded
+
+    def _new(self, data: bytes):
+        if self._gzip:
+            return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        # RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate (clients accept both)
+        cmf, flg = data[0], data[1]
+        wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self.seen = True
+        out = []
+        while data:
+            if self._obj is None:
+                if self._done:
+                    raise UnexpectedContentEncoding(f"{self.coding} body has bytes after its end")
+                if not self._gzip and len(self._head) + len(data) < 2:
+                    self._head += data
+                    return b""
+                if self._head:
+                    data, self._head = self._head + data, b""
+                if self._gzip and self.members and data[:2] != b"\x1f\x8b"[:len(data)]:
+                    raise UnexpectedContentEncoding("gzip body has bytes after its last member")
+                self._obj = self._new(data)
+            obj = self._obj
+            while True:
+                piece = obj.decompress(data, CHUNK)
+                if piece:
+                    self.total += len(piece)
+                    if self.total > self.cap:
+                        raise ResponseTooLarge(f"decoded body is over the limit of {self.cap} bytes")
+                    out.append(piece)
+                if obj.eof:
+                    self.members += 1
+                    data = obj.unused_data
+                    self._obj = None
+                    self._done = not self._gzip  # gzip: the next bytes must be another member
+                    break
+                data = obj.unconsumed_tail
+                if not data and len(piece) < CHUNK:
+                    break  # all input taken and no output held back
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._head or self._obj is not None:
+            raise UnexpectedContentEncoding(f"{self.coding} body is truncated")
+        return b""
+
+
+class StreamDecoder:
+    """Decodes exactly what the caller's client would: every member, every field, in order.
+
+    `feed(chunk)` returns the decoded bytes that chunk completes (possibly b"");
+    `finish()` says the input ended and returns what is left.  Both raise
+    ResponseTooLarge past `max_decoded` bytes at any stage, UnexpectedContentEncoding for a
+    coding egress cannot decode (br, zstd, compress: nothing could be checked), corrupt or
+    truncated data, or bytes after the last member.  Decoding errors of zlib never escape.
+    """
+
+    def __init__(self, content_encoding_fields: list[str], max_decoded: int) -> None:
+        self.codings = parse_encodings(content_encoding_fields)
+        self.max_decoded = max_decoded
+        unknown = [c for c in self.codings if c not in _GZIP + _DEFLATE]
+        self._unsupported = unknown[0][:32] if unknown else None
+        # applied in field order, so undone in reverse
+        self._stages = [] if unknown else [_Stage(c, max_decoded) for c in reversed(self.codings)]
+        self.decoded_bytes = 0
+
+    @property
+    def identity(self) -> bool:
+        """No coding to undo: feed() returns its input unchanged."""
+        return not self.codings
+
+    def _refuse_unsupported(self) -> None:
+        if self._unsupported is not None:
+            raise UnexpectedContentEncoding(f"content encoding {self._unsupported!r} is not supported")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._refuse_unsupported()
+        data = chunk
         try:
-            if coding in ("gzip", "x-gzip"):
-                body = _inflate(body, zlib.MAX_WBITS | 16, cap)
-            elif coding == "deflate":
-                try:
-                    body = _inflate(body, zlib.MAX_WBITS, cap)
-                except zlib.error:  # raw deflate, as some servers send it
-                    body = _inflate(body, -zlib.MAX_WBITS, cap)
-            else:
-                raise UnexpectedContentEncoding(f"content encoding {coding[:32]!r} is not supported")
+            for stage in self._stages:
+                data = stage.feed(data)
         except zlib.error as exc:
-            raise UnexpectedContentEncoding(f"{coding} body is corrupt") from exc
-    return body
+            raise UnexpectedContentEncoding(f"{stage.coding} body is corrupt") from exc
+        self.decoded_bytes += len(data)
+        return data
+
+    def finish(self) -> bytes:
+        self._refuse_unsupported()
+        data = b""
+        try:
+            for stage in self._stages:
+                data = stage.feed(data) + stage.finish()
+        except zlib.error as exc:
+            raise UnexpectedContentEncoding(f"{stage.coding} body is corrupt") from exc
+        self.decoded_bytes += len(data)
+        return data
 
 
-def _inflate(data: bytes, wbits: int, cap: int) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    out = []
-    total = 0
-    pending = data
-    while pending:
-        chunk = inflater.decompress(pending, _CHUNK)
-        total += len(chunk)
-        if total > cap:
-            raise ResponseTooLarge(f"decompressed response is over the limit of {cap} bytes")
-        out.append(chunk)
-        pending = inflater.unconsumed_tail
-        if inflater.eof:
-            break
-    while not inflater.eof:
-        chunk = inflater.flush(_CHUNK) if not pending else b""
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > cap:
-            raise ResponseTooLarge(f"decompressed response is over the limit of {cap} bytes")
-        out.append(chunk)
-    if not inflater.eof:
-        raise zlib.error("compressed body is truncated")
-    return b"".join(out)
+def decode(body: bytes, content_encoding: str | Iterable[str] | None, cap: int) -> bytes:
+    """A whole body decoded (see StreamDecoder); `content_encoding` is one field value or all
+    of them (`headers.getall("Content-Encoding", ())`).  The body itself when there is no coding."""
+    decoder = StreamDecoder(parse_encodings(content_encoding), cap)
+    if decoder.identity:
+        return body
+    parts = []
+    for start in range(0, len(body), CHUNK):
+        part = decoder.feed(body[start:start + CHUNK])
+        if part:
+            parts.append(part)
+    parts.append(decoder.finish())
+    return b"".join(parts)

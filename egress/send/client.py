@@ -25,7 +25,14 @@ from egress.errors import AddressBlocked, RedirectBlocked, ResponseTooLarge, Ups
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # the common ones; every 3xx but 304 is one
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_redirect(status: int) -> bool:
+    """Every 3xx but 304 (Not Modified) gets the redirect policy: 300, 305, 306 and codes no
+    RFC defines (a client may follow any 3xx that carries a Location)."""
+    return 300 <= status < 400 and status != 304
 
 
 class BlockedAddressError(OSError):
@@ -124,7 +131,7 @@ class UpstreamClient:
         hops = 0
         while True:
             resp = await self._attempt(method, url, headers, body, timeout)
-            if resp.status not in REDIRECT_STATUSES or not up.redirects.follow:
+            if not is_redirect(resp.status) or not up.redirects.follow:
                 return resp
             location = resp.headers.get("Location")
             if location is None:
@@ -192,10 +199,42 @@ def _join(base: URL, location: str) -> URL:
 
 
 def _hop_allowed(up: Upstream, url: URL) -> bool:
-    if url.scheme not in ("http", "https") or not url.host:
+    """A hop must match scheme, host AND port of an allowed origin: the upstream's own, or an
+    `allow_hosts` entry (`host` means the upstream's scheme on its default port; `host:port`)."""
+    if url.scheme != up.url.scheme or not url.raw_host:
         return False
-    host = url.host.lower()
-    return host == up.host.lower() or host in up.redirects.allow_hosts
+    host = url.raw_host.lower().strip("[]")
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    if host == up.host.lower().strip("[]") and port == up.port:
+        return True
+    return (host, port) in allowed_origins(up.redirects.allow_hosts, up.url.scheme)
+
+
+def allowed_origins(allow_hosts, scheme: str) -> set[tuple[str, int]]:
+    """(host, port) pairs of `redirects.allow_hosts` entries; a malformed entry allows nothing."""
+    out = set()
+    for entry in allow_hosts:
+        host, port = split_host_port(entry)
+        if host:
+            out.add((host, port or _DEFAULT_PORTS.get(scheme, 443)))
+    return out
+
+
+def split_host_port(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host, port or None); ("", None) if malformed."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+    elif entry.count(":") == 1:
+        host, _, port_text = entry.partition(":")
+    else:
+        host, port_text = entry, None
+    if port_text is None:
+        return (host, None) if host and entry.count(":") <= 1 or entry.startswith("[") else ("", None)
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        return "", None
+    return host, int(port_text)
 
 
 def _without_credential(headers: CIMultiDict[str], up: Upstream) -> CIMultiDict[str]:

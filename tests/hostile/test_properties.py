@@ -186,7 +186,8 @@ def two_hosts():
             "name": "pay", "url": f"http://127.0.0.1:{fakes['up'].port}/v1", "callers": ["*"],
             "allow_private_addresses": ["127.0.0.1/32", "::1/128"], "retry": {"attempts": 1},
             "credential": {"header": "Authorization", "value": CREDENTIAL},
-            "redirects": {"follow": follow, "max_hops": 4, "allow_hosts": ["localhost"]},
+            "redirects": {"follow": follow, "max_hops": 4,
+                          "allow_hosts": [f"localhost:{f.port}" for f in fakes.values()]},
         }])
         s = settings_from_dict(copy.deepcopy(doc), base_dir=REPO / "config", environ={})
         proxies[follow] = bg.run(egress_app.start(s, data_port=0, admin_port=0))

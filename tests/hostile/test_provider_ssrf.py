@@ -109,7 +109,8 @@ async def test_followed_redirect_to_another_loopback_address_hits_the_address_gu
     try:
         bad = await provider(redirect_to(f"http://127.0.0.2:{trap.port}/steal", 307))
         p = await proxy(base_config([hostile_upstream(bad.url, allow_private_addresses=LOOPBACK_ONLY,
-                                                      redirects={"follow": True, "allow_hosts": ["127.0.0.2"]}),
+                                                      redirects={"follow": True,
+                                                                     "allow_hosts": [f"127.0.0.2:{trap.port}"]}),
                                      good_upstream(good.url)]))
         async with p.request("GET", "/bad/x") as resp:
             problem = await read_problem(resp)
@@ -216,7 +217,8 @@ async def test_https_upstream_redirect_to_plain_http_is_refused(proxy, good, tmp
     tls = await FakeProvider(redirect_to(f"http://localhost:{plain.port}/v1/x", 307), ssl_context=ctx).start()
     try:
         p = await proxy(base_config([hostile_upstream(f"https://localhost:{tls.port}", tls={"ca_file": str(ca_file)},
-                                                      redirects={"follow": True, "allow_hosts": ["localhost"]}),
+                                                      redirects={"follow": True,
+                                                                     "allow_hosts": [f"localhost:{plain.port}"]}),
                                      good_upstream(good.url)]))
         async with p.request("POST", "/bad/x", data=b'{"card": "4242"}') as resp:
             problem = await read_problem(resp)

@@ -70,7 +70,7 @@ async def test_follow_redirects_only_to_allowed_hosts_and_drop_credential(provid
         return web.Response(status=302, headers={"Location": f"http://localhost:{other.port}/landing"})
 
     first = await provider(handler)
-    p = await proxy(base_config([up(first.url, redirects={"follow": True, "allow_hosts": ["localhost"]})]))
+    p = await proxy(base_config([up(first.url, redirects={"follow": True, "allow_hosts": [f"localhost:{other.port}"]})]))
     async with p.request("GET", "/pay/x") as resp:
         assert resp.status == 200
         assert (await resp.json()) == {"auth": None}  # the credential stayed with its origin
@@ -91,7 +91,7 @@ async def test_followed_hop_still_passes_address_guard(provider, proxy):
 
     fake = await provider(handler)
     doc = up(fake.url, allow_private_addresses=["127.0.0.1/32"],
-             redirects={"follow": True, "allow_hosts": ["127.0.0.2"]})
+             redirects={"follow": True, "allow_hosts": [f"127.0.0.2:{fake.port}"]})
     p = await proxy(base_config([doc]))
     async with p.request("GET", "/pay/x") as resp:
         assert resp.status == 502 and resp.headers["X-Egress-Error"] == "address_blocked"

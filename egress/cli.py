@@ -112,7 +112,7 @@ def cmd_contracts_check(args) -> int:
         return 2
     try:
         contract = load_contract(settings.contracts_dir / up.contract, contracts_dir=settings.contracts_dir,
-                                 base_path=up.base_path)
+                                 base_path=up.base_path, options=up.contract_options)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"egress: {problem}", file=sys.stderr)

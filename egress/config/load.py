@@ -24,6 +24,7 @@ from yarl import URL
 from egress.config.model import (
     BreakerSettings,
     Callers,
+    ContractOptions,
     Credential,
     Limits,
     Record,
@@ -186,6 +187,7 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str]) -> U
         redirects=Redirects(**redirects_raw), tls=tls,
         allow_private_addresses=allow_private,
         propagate_trace=raw.get("propagate_trace", False),
+        contract_options=ContractOptions(**raw.get("contract_options", {})),
     )
 
 

@@ -57,6 +57,14 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ContractOptions:
+    """How a vendor document is read: `nullable` lenient|strict, `formats` assert|ignore."""
+
+    nullable: str = "lenient"
+    formats: str = "assert"
+
+
+@dataclass(frozen=True)
 class Redirects:
     follow: bool = False
     max_hops: int = 5
@@ -94,6 +102,7 @@ class Upstream:
     # True: any address; False: public only; networks: public plus these (on-prem partners)
     allow_private_addresses: bool | tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = False
     propagate_trace: bool = False
+    contract_options: ContractOptions = ContractOptions()
 
     @property
     def host(self) -> str:

@@ -1,23 +1,34 @@
-"""Compiling schemas with jsonschema-rs once, offline, and turning its errors into Violations.
+"""Compiling schemas with jsonschema-rs once, offline; one shared validator per OpenAPI document.
 
 Every document the walk found (`resources.py`) goes into one jsonschema-rs `Registry`; nothing
 else can be resolved: the retriever refuses every URI and `offline=True`.  Formats are asserted
-(`validate_formats=True`); unknown formats are ignored.  The dialect is 2020-12 unless a schema
-says otherwise with `$schema`.
+(`validate_formats=True`) unless the upstream's `contract_options.formats` is `ignore`; unknown
+formats are ignored.  The dialect is 2020-12 unless a schema says otherwise with `$schema`.
+
+An OpenAPI document is compiled ONCE for all its operations (`compile_document`): the root is
+the document itself plus `properties: {"<n>": {"$ref": "#<response schema pointer>"}}`, so every
+schema reached through `$ref` is compiled one time and shared by every response that reaches it
+(compiling one validator per response copies each reachable schema into each: 7 GB for Stripe).
+A body is checked as `{"<n>": body}`; error locations are already pointers into the document.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
 
 from egress.contracts.documents import fragment_uri
-from egress.contracts.messages import instance_pointer, keyword_of, message_for, schema_pointer
+from egress.contracts.explain import violations_of
 from egress.contracts.results import Violation
+
+#: JSON Schema keywords that must not stand at the root of a document compiled as a schema
+_ROOT_KEYWORDS = ("$ref", "$dynamicRef", "$schema", "$id", "type", "allOf", "anyOf", "oneOf", "not", "if",
+                  "then", "else", "enum", "const", "required", "additionalProperties", "patternProperties",
+                  "propertyNames", "unevaluatedProperties", "dependentSchemas", "dependentRequired",
+                  "minProperties", "maxProperties", "items", "prefixItems", "contains")
 
 
 class CompileError(ValueError):
@@ -39,54 +50,71 @@ def make_registry(docs: Mapping[str, Any]) -> jsonschema_rs.Registry | None:
 
 @dataclass(frozen=True, slots=True)
 class CompiledSchema:
-    """A compiled response schema, plus where it came from (for drift) and the declared names."""
+    """A compiled response schema, plus where it came from (for drift) and the declared names.
+
+    `key` set: `validator` is the document's shared validator and the body is checked under it."""
 
     validator: Any
     doc_uri: str  # the document holding the schema
     pointer: str  # where in it ("" for the whole document)
     declared: Collection[str]  # property names the contract declares (kept in instance paths)
+    key: str | None = None
+
+    def _wrap(self, instance: Any) -> Any:
+        return instance if self.key is None else {self.key: instance}
 
     def is_valid(self, instance: Any) -> bool:
-        return self.validator.is_valid(instance)
+        return self.validator.is_valid(self._wrap(instance))
 
     def violations(self, instance: Any, limit: int) -> tuple[Violation, ...]:
-        found = []
-        for error in itertools.islice(self.validator.iter_errors(instance), max(limit, 0)):
-            keyword = keyword_of(error.kind.name, error.schema_path)
-            found.append(Violation(
-                instance_path=instance_pointer(error.instance_path, self.declared),
-                keyword=keyword,
-                schema_path=schema_pointer(error.schema_path),
-                message=message_for(keyword, error.kind),
-            ))
-        return tuple(found)
+        """At most `limit` violations; () when the validator yields none (the caller decides)."""
+        skip = 0 if self.key is None else 1
+        return violations_of(self.validator.iter_errors(self._wrap(instance)), limit, self.declared, skip)
+
+
+def _options(formats: str, registry: jsonschema_rs.Registry | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"validate_formats": formats != "ignore", "retriever": _refuse}
+    if registry is not None:
+        options["registry"] = registry
+    return options
+
+
+def _validator(target: Any, options: dict[str, Any]) -> Any:
+    try:
+        return jsonschema_rs.validator_for(target, **options)
+    except Exception as exc:  # noqa: BLE001 - ValidationError/ReferencingError/ValueError
+        raise CompileError(str(exc).splitlines()[0]) from exc
 
 
 def compile_schema(docs: Mapping[str, Any], doc_uri: str, pointer: str = "", *,
                    registry: jsonschema_rs.Registry | None = None,
-                   declared: Collection[str] = frozenset()) -> CompiledSchema:
+                   declared: Collection[str] = frozenset(), formats: str = "assert") -> CompiledSchema:
     """Compile the schema at doc_uri#pointer.
 
     A whole document (pointer "") is compiled as the root, with `doc_uri` as its base URI and the
     other documents in a registry: its own `$id`s then work as the specification says.  A schema
-    inside a document (OpenAPI) is compiled as `{"$ref": "doc_uri#pointer"}` against `registry`,
-    which must hold that document.
+    inside a document is compiled as `{"$ref": "doc_uri#pointer"}` against `registry`, which must
+    hold that document (OpenAPI documents use `compile_document` instead).
     """
-    options: dict[str, Any] = {"validate_formats": True, "retriever": _refuse}
     if pointer == "":
-        target = docs[doc_uri]
-        if registry is not None:  # the contract's one registry (it holds this document too)
-            options["registry"] = registry
-        else:
-            options["registry"] = make_registry({uri: doc for uri, doc in docs.items() if uri != doc_uri})
+        if registry is None:
+            registry = make_registry({uri: doc for uri, doc in docs.items() if uri != doc_uri})
+        options = _options(formats, registry)
         options["base_uri"] = doc_uri
-    else:
-        target = {"$ref": fragment_uri(doc_uri, pointer)}
-        options["registry"] = registry if registry is not None else make_registry(docs)
-    if options["registry"] is None:
-        del options["registry"]
-    try:
-        validator = jsonschema_rs.validator_for(target, **options)
-    except Exception as exc:  # noqa: BLE001 - ValidationError/ReferencingError/ValueError
-        raise CompileError(str(exc).splitlines()[0]) from exc
-    return CompiledSchema(validator, doc_uri, pointer, declared)
+        return CompiledSchema(_validator(docs[doc_uri], options), doc_uri, pointer, declared)
+    target = {"$ref": fragment_uri(doc_uri, pointer)}
+    options = _options(formats, registry if registry is not None else make_registry(docs))
+    return CompiledSchema(_validator(target, options), doc_uri, pointer, declared)
+
+
+def compile_document(docs: Mapping[str, Any], doc_uri: str, pointers: Iterable[str], *,
+                     declared: Collection[str] = frozenset(), formats: str = "assert") -> dict[str, CompiledSchema]:
+    """One validator for every schema of `doc_uri` at `pointers`; {pointer: CompiledSchema}."""
+    doc = docs[doc_uri]
+    keys = {ptr: str(i) for i, ptr in enumerate(dict.fromkeys(pointers))}
+    root = {k: v for k, v in doc.items() if k not in _ROOT_KEYWORDS and k != "properties"}
+    root["properties"] = {key: {"$ref": fragment_uri("", ptr)} for ptr, key in keys.items()}
+    options = _options(formats, make_registry({u: d for u, d in docs.items() if u != doc_uri}))
+    options["base_uri"] = doc_uri
+    validator = _validator(root, options)
+    return {ptr: CompiledSchema(validator, doc_uri, ptr, declared, key) for ptr, key in keys.items()}

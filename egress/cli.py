@@ -88,9 +88,12 @@ def cmd_contracts_lint(args) -> int:
     directory = Path(args.dir) if args.dir else _contracts_dir(args.config)
     if directory is None:
         return 2
-    problems = lint_dir(directory)
+    warnings: list[str] = []
+    problems = lint_dir(directory, warnings)
     for problem in problems:
         print(problem)
+    for warning in warnings:
+        print(f"warning: {warning}")
     print(f"{directory}: {'ok' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
     return 1 if problems else 0
 

@@ -108,6 +108,8 @@ def split_pointer(ptr: str) -> list[str]:
         return []
     if not ptr.startswith("/"):
         raise KeyError(ptr)
+    if "~" not in ptr:
+        return ptr[1:].split("/")
     return [t.replace("~1", "/").replace("~0", "~") for t in ptr[1:].split("/")]
 
 

@@ -107,7 +107,8 @@ def _shared(drafts: list[OperationDraft], store: ResourceStore, declared: frozen
     shared: dict[SchemaAt, CompiledSchema] = {}
     for uri, pointers in by_doc.items():
         try:
-            compiled = compile_document(docs, uri, pointers, declared=declared, formats=formats)
+            compiled = compile_document(docs, uri, pointers, declared=declared, formats=formats,
+                                        whole=uri in store.refs_outside_components)
         except CompileError:
             continue  # compiled one by one below, so that the problem names the schema
         shared.update((SchemaAt(uri, ptr), c) for ptr, c in compiled.items())

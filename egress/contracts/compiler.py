@@ -142,20 +142,20 @@ def compile_document(docs: Mapping[str, Any], doc_uri: str, pointers: Iterable[s
     `whole`: some `$ref` points into `paths` (not only into components): keep every path."""
     doc = docs[doc_uri]
     origins = _origins(doc, dict.fromkeys(pointers))
-    keys = {origin: str(i) for i, origin in enumerate(dict.fromkeys(origins.values()))}
+    keys = {origin: str(i) for i, (origin, _) in enumerate(dict.fromkeys(origins.values()))}
     source = doc if whole else _slim(doc, keys)
     root = {k: v for k, v in source.items() if k not in _ROOT_KEYWORDS and k != "properties"}
     root["properties"] = {key: {"$ref": fragment_uri("", ptr)} for ptr, key in keys.items()}
     options = _options(formats, make_registry({u: d for u, d in docs.items() if u != doc_uri}))
     options["base_uri"] = doc_uri
     validator = _validator(root, options)
-    return {ptr: CompiledSchema(validator, doc_uri, ptr, declared, keys[origin], origin)
-            for ptr, origin in origins.items()}
+    return {ptr: CompiledSchema(validator, doc_uri, ptr, declared, keys[origin], origin if copy else None)
+            for ptr, (origin, copy) in origins.items()}
 
 
-def _origins(doc: Any, pointers: Iterable[str]) -> dict[str, str]:
-    """pointer -> the pointer compiled for it: a bare local `$ref` is followed to its target, and
-    identical inline schemas share the first one's location.  jsonschema-rs compiles each root's
+def _origins(doc: Any, pointers: Iterable[str]) -> dict[str, tuple[str, bool]]:
+    """pointer -> (the pointer compiled for it, whether that is an identical copy elsewhere): a bare
+    local `$ref` is followed to its target, identical inline schemas share the first one's location.  jsonschema-rs compiles each root's
     target afresh (about 15 KB each): 20,000 responses of a 10,000-operation document sharing one
     error schema and 2,000 resources would otherwise cost 300 MB."""
     origins, by_content = {}, {}
@@ -169,10 +169,12 @@ def _origins(doc: Any, pointers: Iterable[str]) -> dict[str, str]:
                 at, node = unquote(ref[1:]), resolve_pointer(doc, unquote(ref[1:]))
             except KeyError:
                 break
+        copy = False
         if at == ptr and isinstance(node, dict):
             try:
                 at = by_content.setdefault(orjson.dumps(node, option=orjson.OPT_SORT_KEYS), ptr)
+                copy = at != ptr
             except TypeError:  # a value JSON cannot express: compiled where it stands
                 pass
-        origins[ptr] = at
+        origins[ptr] = (at, copy)
     return origins

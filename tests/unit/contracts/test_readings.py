@@ -171,3 +171,14 @@ def test_lint_warns_about_vendor_quirks_with_pointers_into_the_file(tmp_path) ->
         "examples put a relative URI here; contract_options.formats: ignore accepts them",
     ])
     assert not any("SECRETVALUE" in w for w in warnings)
+
+
+def test_identical_inline_schemas_share_one_compiled_copy_but_point_at_their_own_place(tmp_path) -> None:
+    inline = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    extra = {f"/i{i}": {"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+        "schema": json.loads(json.dumps(inline))}}}}}} for i in range(3)}
+    c = contract(tmp_path, _doc({"type": "string"}, paths_extra=extra), name="api.json")
+    for i in range(3):
+        bad = c.match("GET", f"/i{i}").check(200, "application/json", b'{"n": "x"}')
+        assert [v.schema_path for v in bad.violations] == [
+            f"/paths/~1i{i}/get/responses/200/content/application~1json/schema/properties/n/type"]

@@ -54,7 +54,9 @@ for _ in range(times):
     seconds.append(time.perf_counter() - t)
     if len(kept) == 1:
         one_rss, one_hwm = status("VmRSS:"), status("VmHWM:")
-print(json.dumps({"seconds": seconds, "operations": len(kept[0].operations), "base_rss_mb": base_rss,
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "operations": len(kept[0].operations), "base_rss_mb": base_rss,
                   "rss_mb": one_rss, "hwm_mb": one_hwm, "final_hwm_mb": status("VmHWM:"),
                   "final_rss_mb": status("VmRSS:")}))
 """
@@ -136,12 +138,14 @@ def serve(work: Path, doc: Path, procs: Processes) -> dict:
             time.sleep(0.05)
     ready = time.perf_counter() - started
     rss, hwm = _status(p.pid, "VmRSS:"), _status(p.pid, "VmHWM:")
+    fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ready_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     t = time.perf_counter()
     req = urllib.request.Request(f"http://127.0.0.1:{admin}/admin/reload", method="POST", data=b"")
     with urllib.request.urlopen(req, timeout=300) as resp:
         reload_status = resp.status
     reloaded = time.perf_counter() - t
-    result = {"ready_seconds": ready, "rss_mb": rss, "hwm_mb": hwm, "reload_seconds": reloaded,
+    result = {"ready_seconds": ready, "ready_cpu_seconds": ready_cpu, "rss_mb": rss, "hwm_mb": hwm, "reload_seconds": reloaded,
               "reload_status": reload_status, "after_reload_rss_mb": _status(p.pid, "VmRSS:"),
               "reload_hwm_mb": _status(p.pid, "VmHWM:")}
     procs.stop_all()
@@ -164,9 +168,10 @@ def check_cli(work: Path, doc: Path) -> dict:
     started = time.perf_counter()
     p = subprocess.Popen([str(REPO / ".venv" / "bin" / "egress"), "contracts", "check", "--config", str(cfg),
                           "vendor", "GET", "/customers/cus_1", "200", str(body)], stdout=subprocess.PIPE, text=True)
-    _, status, usage = before(p.pid, 0)
     out = p.stdout.read()
+    _, status, usage = before(p.pid, 0)
     return {"seconds": time.perf_counter() - started, "maxrss_mb": usage.ru_maxrss / 1024,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "exit": os.waitstatus_to_exitcode(status), "body_bytes": body.stat().st_size, "first_line": out.splitlines()[0]}
 
 
@@ -177,7 +182,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "contracts_scale.json"))
     args = ap.parse_args()
     stripe = Path(args.shared) / "conformance" / "openapi" / "stripe.spec3.yaml"
-    out: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+    out: dict = {"python": sys.version.split()[0], "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
                  "loadavg": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="contracts-scale-") as tmp:
         work = Path(tmp)
@@ -204,14 +209,16 @@ def main() -> int:
                 s["reload_peak_over_one"] = s["reload_hwm_mb"] / s["rss_mb"]
                 out[name] = row
                 print(f"{name}: {row['load']['operations']} operations, load {row['load']['seconds'][0]:.2f} s "
-                      f"(process {row['load']['process_seconds']:.2f} s), RSS {row['load']['rss_mb']:.0f} MB "
+                      f"(process {row['load']['process_seconds']:.2f} s, CPU {row['load']['cpu_seconds']:.2f} s), "
+                      f"serve ready CPU {s['ready_cpu_seconds']:.2f} s, RSS {row['load']['rss_mb']:.0f} MB "
                       f"(peak {row['load']['hwm_mb']:.0f}); serve ready {s['ready_seconds']:.2f} s at "
                       f"{s['rss_mb']:.0f} MB, reload peak {s['reload_hwm_mb']:.0f} MB "
                       f"({s['reload_peak_over_one']:.2f}x); two generations in one process peak "
                       f"{r['final_hwm_mb']:.0f} MB ({r['peak_over_one']:.2f}x)", flush=True)
             if "stripe-yaml" in docs:
                 out["check"] = check_cli(work, docs["stripe-yaml"][0])
-                print(f"contracts check (Stripe, {out['check']['body_bytes']} B): {out['check']['seconds']:.2f} s, "
+                print(f"contracts check (Stripe, {out['check']['body_bytes']} B): {out['check']['seconds']:.2f} s "
+                      f"(CPU {out['check']['cpu_seconds']:.2f} s), "
                       f"{out['check']['maxrss_mb']:.0f} MB, exit {out['check']['exit']}: {out['check']['first_line']}")
         finally:
             procs.stop_all()

@@ -92,3 +92,14 @@ def test_options_reach_the_loader_per_upstream(tmp_path) -> None:
 def _stripe_customer() -> dict:
     from .suite import OPENAPI
     return orjson.loads((OPENAPI / "stripe.fixtures3.json").read_bytes())["resources"]["customer"]
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)],
+                         ids=["ci-fails", "local-skips"])
+def test_missing_data_skips_loudly_or_fails_in_ci(monkeypatch, tmp_path, ci, outcome) -> None:
+    from . import vendors
+    monkeypatch.setattr(vendors, "OPENAPI", tmp_path / "absent")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome) as err:
+        vendors.require_data()
+    assert "SKIPPED" in str(err.value) and "shared/" in str(err.value)

@@ -89,9 +89,12 @@ def cmd_contracts_lint(args) -> int:
     directory = Path(args.dir) if args.dir else _contracts_dir(args.config)
     if directory is None:
         return 2
-    problems = lint_dir(directory)
+    warnings: list[str] = []
+    problems = lint_dir(directory, warnings)
     for problem in problems:
         print(problem)
+    for warning in warnings:
+        print(f"warning: {warning}")
     print(f"{directory}: {'ok' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
     return 1 if problems else 0
 
@@ -113,7 +116,7 @@ def cmd_contracts_check(args) -> int:
         return 2
     try:
         contract = load_contract(settings.contracts_dir / up.contract, contracts_dir=settings.contracts_dir,
-                                 base_path=up.base_path)
+                                 base_path=up.base_path, options=up.contract_options)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"egress: {problem}", file=sys.stderr)

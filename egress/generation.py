@@ -72,7 +72,7 @@ def compile_contracts(settings: Settings) -> dict[str, Any]:
         try:
             compiled[up.name] = load_contract(settings.contracts_dir / up.contract,
                                               contracts_dir=settings.contracts_dir,
-                                              base_path=up.base_path)
+                                              base_path=up.base_path, options=up.contract_options)
         except ConfigError as exc:
             problems.extend(f"upstreams[{i}].contract: {p}" for p in exc.problems)
     if problems:

@@ -25,6 +25,7 @@ from egress.config.identity import build_grants, build_identity, build_listen_tl
 from egress.config.model import (
     BreakerSettings,
     Callers,
+    ContractOptions,
     Limits,
     ProviderLimits,
     RateLimit,
@@ -171,6 +172,7 @@ def _build_upstream(i: int, raw: dict, base_dir: Path, problems: list[str],
         grants=build_grants(where, raw.get("grants"), identity, problems),
         rate_limits=rate_limits, concurrency=raw.get("concurrency"),
         provider_limits=ProviderLimits(**raw.get("provider_limits", {})),
+        contract_options=ContractOptions(**raw.get("contract_options", {})),
     )
 
 

@@ -63,6 +63,14 @@ class ProcessLimits:
 
 
 @dataclass(frozen=True)
+class ContractOptions:
+    """How a vendor document is read: `nullable` lenient|strict, `formats` assert|ignore."""
+
+    nullable: str = "lenient"
+    formats: str = "assert"
+
+
+@dataclass(frozen=True)
 class Redirects:
     follow: bool = False
     max_hops: int = 5
@@ -142,6 +150,7 @@ class Upstream:
     rate_limits: tuple[RateLimit, ...] = ()
     concurrency: int | None = None   # requests in flight to this upstream (per replica)
     provider_limits: ProviderLimits = ProviderLimits()
+    contract_options: ContractOptions = ContractOptions()
 
     @property
     def host(self) -> str:

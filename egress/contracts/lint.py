@@ -19,6 +19,7 @@ from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValida
 
 from egress.contracts.documents import DocumentError, file_uri, join_pointer, read_document
 from egress.contracts.loader import load_contract
+from egress.contracts.quirks import document_warnings
 from egress.contracts.resources import ResourceStore
 from egress.errors import ConfigError
 
@@ -60,8 +61,10 @@ def _openapi_problems(doc: dict[str, Any], name: str) -> list[str]:
     return [f"{name}#{join_pointer('', *getattr(err, 'path', []))}: {err.message}" for err in errors]
 
 
-def lint_dir(directory: Path) -> list[str]:
-    """Every problem found under `directory` (file#pointer: message); [] when clean."""
+def lint_dir(directory: Path, warnings: list[str] | None = None) -> list[str]:
+    """Every problem found under `directory` (file#pointer: message); [] when clean.
+
+    `warnings`, when given, receives the vendor quirks that change verdicts (`quirks.py`)."""
     problems: list[str] = []
     files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".yaml", ".yml", ".json") and p.is_file())
     for path in files:
@@ -73,9 +76,12 @@ def lint_dir(directory: Path) -> list[str]:
             continue
         if isinstance(doc, dict) and ("operations" in doc or "openapi" in doc):
             try:
-                load_contract(path, contracts_dir=directory)
+                loaded = load_contract(path, contracts_dir=directory)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+            else:
+                if warnings is not None and "openapi" in doc:
+                    warnings.extend(document_warnings(name, read_document(path), loaded))
             if "openapi" in doc:
                 problems.extend(_openapi_problems(doc, name))
             else:

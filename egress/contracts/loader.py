@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from egress.contracts.compact import read_compact
-from egress.contracts.compiler import CompileError, compile_schema, make_registry
+from egress.contracts.compiler import CompiledSchema, CompileError, compile_document, compile_schema, make_registry
 from egress.contracts.documents import DocumentError, file_uri, read_document, resolve_pointer
 from egress.contracts.drafts import OperationDraft, SchemaAt
 from egress.contracts.drift import DriftFinder
@@ -29,8 +29,10 @@ class Contract:
     """The compiled operations of one upstream's contract, indexed for `match(method, path)`."""
 
     def __init__(self, source: Path, operations: list[Operation], compile_seconds: float,
-                 skipped: tuple[str, ...] = ()) -> None:
+                 skipped: tuple[str, ...] = (), quirks: tuple[str, ...] = ()) -> None:
         self.source = source
+        #: vendor quirks that change verdicts ("file#pointer: what"), reported by lint
+        self.quirks = quirks
         self.operations: tuple[Operation, ...] = tuple(operations)
         self.compile_seconds = compile_seconds
         #: OpenAPI operations that do not line up with the upstream's base path
@@ -51,10 +53,13 @@ class Contract:
         return f"<Contract {self.source.name}: {len(self.operations)} operations>"
 
 
-def load_contract(path: Path, *, contracts_dir: Path, base_path: str = "") -> Contract:
-    """Read, check and compile a contract; ConfigError listing every problem."""
+def load_contract(path: Path, *, contracts_dir: Path, base_path: str = "", options: Any = None) -> Contract:
+    """Read, check and compile a contract; ConfigError listing every problem.
+
+    `options`: the upstream's `contract_options` (`nullable`: lenient|strict, `formats`: assert|ignore)."""
     started = time.perf_counter()
-    store = ResourceStore(contracts_dir)
+    formats = getattr(options, "formats", "assert")
+    store = ResourceStore(contracts_dir, nullable=getattr(options, "nullable", "lenient"))
     uri = file_uri(path)
     try:
         doc = read_document(path)
@@ -76,10 +81,11 @@ def load_contract(path: Path, *, contracts_dir: Path, base_path: str = "") -> Co
             if schema.doc_uri in store.docs:
                 store.walk(schema.doc_uri, schema.pointer)
     problems = store.finish()
-    operations = [] if problems else _compile(drafts, store, problems)
+    operations = [] if problems else _compile(drafts, store, problems, formats)
     if problems:
         raise ConfigError(problems)
-    return Contract(path, operations, time.perf_counter() - started, tuple(skipped))
+    quirks = tuple(f"{store.where(u, p)}: {m}" for u, p, m in dict.fromkeys(store.quirks))
+    return Contract(path, operations, time.perf_counter() - started, tuple(skipped), quirks)
 
 
 def _schemas(draft: OperationDraft) -> Iterator[SchemaAt]:
@@ -89,13 +95,37 @@ def _schemas(draft: OperationDraft) -> Iterator[SchemaAt]:
                 yield media.schema
 
 
-def _compile(drafts: list[OperationDraft], store: ResourceStore, problems: list[str]) -> list[Operation]:
+def _shared(drafts: list[OperationDraft], store: ResourceStore, declared: frozenset[str],
+            formats: str) -> dict[SchemaAt, CompiledSchema]:
+    """The response schemas inside OpenAPI documents, compiled once per document."""
+    by_doc: dict[str, list[str]] = {}
+    for draft in drafts:
+        for schema in _schemas(draft):
+            if store.dialects.get(schema.doc_uri) in ("oas30", "oas31"):
+                by_doc.setdefault(schema.doc_uri, []).append(schema.pointer)
+    docs = {u: d for u, d in store.docs.items() if u not in store.aliases}
+    shared: dict[SchemaAt, CompiledSchema] = {}
+    for uri, pointers in by_doc.items():
+        try:
+            compiled = compile_document(docs, uri, pointers, declared=declared, formats=formats,
+                                        whole=uri in store.refs_outside_components)
+        except CompileError:
+            continue  # compiled one by one below, so that the problem names the schema
+        shared.update((SchemaAt(uri, ptr), c) for ptr, c in compiled.items())
+    return shared
+
+
+def _compile(drafts: list[OperationDraft], store: ResourceStore, problems: list[str],
+             formats: str = "assert") -> list[Operation]:
+    declared = frozenset(store.property_names)
+    shared = _shared(drafts, store, declared, formats)
     try:
-        registry = make_registry({u: d for u, d in store.docs.items() if u not in store.aliases})
+        registry = None
+        if any(s not in shared for d in drafts for s in _schemas(d)):
+            registry = make_registry({u: d for u, d in store.docs.items() if u not in store.aliases})
     except CompileError as exc:
         problems.append(f"contract documents: {exc}")
         return []
-    declared = frozenset(store.property_names)
     compiled: dict[SchemaAt, MediaSpec | None] = {}
     operations, seen = [], PathTable[str]()
     for draft in drafts:
@@ -110,7 +140,8 @@ def _compile(drafts: list[OperationDraft], store: ResourceStore, problems: list[
             if response.content is not None:
                 content = {}
                 for media in response.content:
-                    spec = _media(media.media_range, media.schema, store, registry, declared, compiled, problems)
+                    spec = _media(media.media_range, media.schema, store, (registry, shared, formats), declared,
+                                  compiled, problems)
                     content[normalize_declared([media.media_range])[0]] = spec
             spec = ResponseSpec(response.status_key, content)
             if response.status_key == "default":
@@ -123,14 +154,15 @@ def _compile(drafts: list[OperationDraft], store: ResourceStore, problems: list[
     return operations
 
 
-def _media(media_range: str, schema: SchemaAt | None, store: ResourceStore, registry: Any,
+def _media(media_range: str, schema: SchemaAt | None, store: ResourceStore, how: tuple[Any, Any, str],
            declared: frozenset[str], cache: dict[SchemaAt, MediaSpec | None], problems: list[str]) -> MediaSpec:
     if schema is None:
         return MediaSpec(media_range, None)
+    registry, shared, formats = how
     if schema not in cache:
         try:
-            compiled = compile_schema(store.docs, schema.doc_uri, schema.pointer, registry=registry,
-                                      declared=declared)
+            compiled = shared.get(schema) or compile_schema(
+                store.docs, schema.doc_uri, schema.pointer, registry=registry, declared=declared, formats=formats)
             root = (schema.doc_uri, resolve_pointer(store.docs[schema.doc_uri], schema.pointer))
             cache[schema] = MediaSpec(media_range, compiled, DriftFinder(store.docs, root))
         except CompileError as exc:

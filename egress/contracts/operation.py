@@ -15,6 +15,7 @@ from typing import Any
 from egress.contracts.body import BodyError, parse_json
 from egress.contracts.compiler import CompiledSchema
 from egress.contracts.drift import DriftFinder
+from egress.contracts.explain import empty_verdict
 from egress.contracts.media import is_json, media_type, select
 from egress.contracts.results import UNMATCHED, VALID, CheckResult
 
@@ -96,4 +97,6 @@ def _judge(entry: MediaSpec, instance: Any, max_depth: int, max_violations: int,
         violations = schema.violations(instance, max_violations)
     except (ValueError, TypeError, OverflowError) as exc:  # a value the validator cannot represent
         return CheckResult("violated", "invalid_json", detail=f"unsupported JSON value ({type(exc).__name__})")
+    if not violations:  # "invalid" with no error: never a refusal that lists nothing
+        return empty_verdict(schema.doc_uri, schema.pointer, drifted)
     return CheckResult("violated", "contract_violation", violations, drifted)

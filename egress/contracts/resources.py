@@ -43,44 +43,53 @@ BUILTIN = frozenset({
         "format-assertion", "content")),
 })
 
-_NORMALIZE: dict[str, Callable[[Any], None]] = {"oas30": convert_30, "oas31": repair_31}
+_NORMALIZE: dict[str, Callable[[Any, bool], str | None]] = {"oas30": convert_30, "oas31": repair_31}
+DUPLICATE_REQUIRED = "duplicate names in required (deduplicated: the validator reports such a schema invalid with no error)"
 
 
-def subschemas(node: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """(relative tokens, subschema) for every subschema position of a schema node."""
+_KIND = {**{k: "one" for k in _ONE}, **{k: "map" for k in _MAP}, **{k: "list" for k in _LIST},
+         "items": "items", "dependencies": "deps"}
+
+
+def _token(name: object) -> str:
+    text = str(name)
+    return escape_token(text) if "~" in text or "/" in text else text
+
+
+def subschemas(node: Any) -> Iterator[tuple[str, Any]]:
+    """(relative pointer such as "/properties/id", subschema) for every subschema position of a node.
+
+    Walks the node's own keys (few) rather than every keyword (many): this runs once per schema
+    node of the largest vendor documents."""
     if not isinstance(node, dict):
         return
-    for key in _ONE:
-        if key in node:
-            yield (key,), node[key]
-    for key in _MAP:
-        value = node.get(key)
-        if isinstance(value, dict):
-            for name, sub in value.items():
-                yield (key, str(name)), sub
-    for key in _LIST:
-        value = node.get(key)
-        if isinstance(value, list):
+    for key, value in node.items():
+        kind = _KIND.get(key)
+        if kind is None:
+            continue
+        if kind == "one":
+            yield "/" + key, value
+        elif kind == "map" or kind == "deps":
+            if isinstance(value, dict):
+                for name, sub in value.items():
+                    if kind == "map" or isinstance(sub, (dict, bool)):
+                        yield f"/{key}/{_token(name)}", sub
+        elif isinstance(value, list):  # allOf/anyOf/oneOf/prefixItems, or items as an array
             for i, sub in enumerate(value):
-                yield (key, str(i)), sub
-    items = node.get("items")
-    if isinstance(items, list):
-        for i, sub in enumerate(items):
-            yield ("items", str(i)), sub
-    elif items is not None:
-        yield ("items",), items
-    deps = node.get("dependencies")
-    if isinstance(deps, dict):
-        for name, sub in deps.items():
-            if isinstance(sub, (dict, bool)):
-                yield ("dependencies", str(name)), sub
+                yield f"/{key}/{i}", sub
+        elif kind == "items" and value is not None:
+            yield "/items", value
 
 
 class ResourceStore:
     """Documents by URI, their dialects, the `$id`s they declare, and every problem found walking them."""
 
-    def __init__(self, contracts_dir: Path, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, contracts_dir: Path, *, extra: dict[str, Any] | None = None,
+                 nullable: str = "lenient") -> None:
         self.root = contracts_dir.resolve()
+        self.lenient = nullable != "strict"
+        #: (document uri, pointer, message): vendor quirks that change verdicts, for lint
+        self.quirks: list[tuple[str, str, str]] = []
         #: documents that may be referenced (tests serve a suite's remotes here); added when reached
         self._available: dict[str, Any] = dict(extra or {})
         self.docs: dict[str, Any] = {}
@@ -94,11 +103,21 @@ class ResourceStore:
         #: `$ref` to the same file in every operation) are one document, compiled once
         self.inline_by_content: dict[bytes, str] = {}
         self._visited: set[tuple[str, str]] = set()
+        self._names: dict[str, str] = {}
+        #: OpenAPI documents some `$ref` reaches outside `components` (compiled whole, not slimmed)
+        self.refs_outside_components: set[str] = set()
+        self._followed: dict[tuple[str, str], tuple[str, str, str, Any]] = {}
         self._deferred: list[tuple[str, str, str]] = []
 
     # -- naming -----------------------------------------------------------------------------
     def display(self, uri: str) -> str:
         """A document's name in problems: relative to the contracts dir's parent when inside it."""
+        name = self._names.get(uri)
+        if name is None:
+            name = self._names[uri] = self._display(uri)
+        return name
+
+    def _display(self, uri: str) -> str:
         path = path_of_uri(uri)
         if path is None:
             return uri
@@ -143,8 +162,8 @@ class ResourceStore:
                 continue
             self._visited.add((doc_uri, at))
             normalize = _NORMALIZE.get(self.dialects.get(doc_uri, "jsonschema"))
-            if normalize is not None:
-                normalize(node)
+            if normalize is not None and (quirk := normalize(node, self.lenient)) is not None:
+                self.quirks.append((doc_uri, at, quirk))
             ident = node.get("$id")
             if isinstance(ident, str) and not ident.startswith("#"):
                 base = resolve_uri(base, ident)
@@ -159,16 +178,29 @@ class ResourceStore:
                 self.property_names.update(k for k in props if isinstance(k, str))
             required = node.get("required")
             if isinstance(required, list):
-                self.property_names.update(k for k in required if isinstance(k, str))
+                names = [k for k in required if isinstance(k, str)]
+                self.property_names.update(names)
+                if len(names) == len(required) and len(set(names)) < len(names):
+                    node["required"] = list(dict.fromkeys(names))
+                    self.quirks.append((doc_uri, at + "/required", DUPLICATE_REQUIRED))
             ref = node.get("$ref")
             if isinstance(ref, str):
                 target = self._follow(doc_uri, base, at + "/$ref", ref)
                 if target is not None:
                     stack.append(target)
-            for tokens, sub in subschemas(node):
-                stack.append((doc_uri, base, at + "".join("/" + escape_token(t) for t in tokens), sub))
+            for rel, sub in subschemas(node):
+                if isinstance(sub, dict):
+                    stack.append((doc_uri, base, at + rel, sub))
 
     def _follow(self, doc_uri: str, base: str, at: str, ref: str) -> tuple[str, str, str, Any] | None:
+        found = self._followed.get((base, ref))
+        if found is None:
+            found = self._resolve(doc_uri, base, at, ref)
+            if found is not None:  # failures are not kept: each place gets its own problem
+                self._followed[(base, ref)] = found
+        return found
+
+    def _resolve(self, doc_uri: str, base: str, at: str, ref: str) -> tuple[str, str, str, Any] | None:
         target = resolve_uri(base, ref)
         target_doc, frag = split_ref(target)
         where = self.where(doc_uri, at)
@@ -194,6 +226,8 @@ class ResourceStore:
                     else "cannot be resolved"
                 self._deferred.append((where, ref, target_doc + f" {kind}"))
                 return None
+        if self.dialects.get(target_doc) in ("oas30", "oas31") and not frag.startswith("/components/"):
+            self.refs_outside_components.add(target_doc)
         if frag == "" or not frag.startswith("/"):
             return (target_doc, target_doc, "", self.docs[target_doc]) if frag == "" else None
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["valid", "violated", "unmatched"]
+#: "unchecked": the validator could not give a verdict (our internal error, logged and counted)
+Outcome = Literal["valid", "violated", "unmatched", "unchecked"]
 Reason = Literal["contract_violation", "unexpected_content_type", "invalid_json"]
 
 

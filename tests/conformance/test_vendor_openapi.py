@@ -31,7 +31,7 @@ VENDORS = {
 #: placeholder SIDs failing their patterns; OpenAI: examples missing required fields, ints vs
 #: strings).  Exact counts so that any change in verdicts shows up here.
 EXPECTED = {"twilio_api_v2010.json": {"examples": 287, "valid": 140},
-            "openai.openapi.yaml": {"examples": 244, "valid": 159}}
+            "openai.openapi.yaml": {"examples": 244, "valid": 162}}
 
 _LOADED: dict[str, Any] = {}
 

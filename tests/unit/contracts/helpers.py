@@ -24,10 +24,10 @@ def write(root: Path, files: dict[str, Any]) -> None:
 
 
 def contract(tmp_path: Path, doc: Any, files: dict[str, Any] | None = None, name: str = "c.yaml",
-             base_path: str = "") -> Contract:
+             base_path: str = "", options: Any = None) -> Contract:
     root = tmp_path / "contracts"
     write(root, {name: doc, **(files or {})})
-    return load_contract(root / name, contracts_dir=root, base_path=base_path)
+    return load_contract(root / name, contracts_dir=root, base_path=base_path, options=options)
 
 
 def compact(schema: Any, status: str = "200", content_type: Any = "application/json") -> dict[str, Any]:

@@ -29,6 +29,18 @@ def _accepts(accept_encoding: str | None, content_encoding: str) -> bool:
 
 def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
                    accept_encoding: str | None) -> web.Response:
+    headers = forwarded_headers(resp, ex)
+    body = resp.body
+    encoding = resp.headers.get("Content-Encoding")
+    if checked.encoded and encoding and not _accepts(accept_encoding, encoding):
+        body = checked.body
+        headers.popall("Content-Encoding", None)
+    headers["X-Egress-Contract"] = ex.contract
+    return web.Response(status=resp.status, body=body, headers=headers)
+
+
+def forwarded_headers(resp: UpstreamResponse, ex: Exchange) -> CIMultiDict[str]:
+    """The provider's headers a caller may see (also for streamed answers, stream_respond.py)."""
     connection_named = connection_tokens(resp.headers)
     headers: CIMultiDict[str] = CIMultiDict()
     dropped_cookie = False
@@ -38,12 +50,6 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
             dropped_cookie = dropped_cookie or low.startswith("set-cookie")
             continue
         headers.add(name, value)
-    body = resp.body
-    encoding = resp.headers.get("Content-Encoding")
-    if checked.encoded and encoding and not _accepts(accept_encoding, encoding):
-        body = checked.body
-        headers.popall("Content-Encoding", None)
     if dropped_cookie:
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
-    headers["X-Egress-Contract"] = ex.contract
-    return web.Response(status=resp.status, body=body, headers=headers)
+    return headers

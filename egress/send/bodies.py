@@ -83,3 +83,55 @@ def _inflate(data: bytes, wbits: int, cap: int) -> bytes:
     if not inflater.eof:
         raise zlib.error("compressed body is truncated")
     return b"".join(out)
+
+
+class StreamDecoder:
+    """Undo Content-Encoding chunk by chunk, never more than `max_decoded` bytes in total.
+
+    A minimal version (identity, gzip/x-gzip, deflate) of the interface the hostile-provider work
+    defines: `StreamDecoder(content_encoding_fields, max_decoded)`, `feed(chunk) -> bytes`,
+    `finish() -> bytes`.  Raises ResponseTooLarge past the cap (at every layer), and
+    UnexpectedContentEncoding for an unknown coding or a corrupt / truncated stream.
+    """
+
+    def __init__(self, content_encoding_fields: list[str], max_decoded: int) -> None:
+        codings = [c for value in content_encoding_fields for c in parse_encodings(value)]
+        self._stages = []
+        for coding in reversed(codings):
+            if coding in ("gzip", "x-gzip"):
+                self._stages.append(zlib.decompressobj(zlib.MAX_WBITS | 16))
+            elif coding == "deflate":
+                self._stages.append(zlib.decompressobj(zlib.MAX_WBITS))
+            else:
+                raise UnexpectedContentEncoding(f"content encoding {coding[:32]!r} is not supported")
+        self._max = max_decoded
+        self._totals = [0] * (len(self._stages) + 1)
+
+    def _count(self, layer: int, data: bytes) -> bytes:
+        self._totals[layer] += len(data)
+        if self._totals[layer] > self._max:
+            raise ResponseTooLarge(f"decompressed response is over the limit of {self._max} bytes")
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        for layer, stage in enumerate(self._stages):
+            out, pending = [], chunk
+            try:
+                while pending:
+                    out.append(self._count(layer, stage.decompress(pending, _CHUNK)))
+                    pending = stage.unconsumed_tail
+            except zlib.error as exc:
+                raise UnexpectedContentEncoding("compressed stream is corrupt") from exc
+            chunk = b"".join(out)
+        return chunk if self._stages else self._count(0, chunk)
+
+    def finish(self) -> bytes:
+        tail = b""
+        for layer, stage in enumerate(self._stages):
+            try:
+                tail = self._count(layer, (stage.decompress(tail) if tail else b"") + stage.flush())
+            except zlib.error as exc:
+                raise UnexpectedContentEncoding("compressed stream is corrupt") from exc
+            if not stage.eof:
+                raise UnexpectedContentEncoding("compressed stream is truncated")
+        return tail

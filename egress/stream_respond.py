@@ -43,8 +43,9 @@ def sequential(status: int, headers) -> bool:
 
 def error_item(kind: str, document: dict) -> bytes:
     """The last item of a cut stream: the problem+json document, framed as the stream is."""
-    err = {"message": document.get("detail") or document.get("title"), "type": "egress_error",
-           "code": document.get("reason")}
+    reason = document.get("reason")
+    err = {"message": f"{reason}: {document.get('detail') or document.get('title')}", "type": "egress_error",
+           "code": reason}
     data = orjson.dumps({**document, "error": err})
     if kind == "sse":
         return b"event: error\ndata: " + data + b"\n\n"

@@ -128,10 +128,10 @@ def _item_schema(body: dict, types: list[str], uri: str, at: str, store: Resourc
     if not isinstance(body["item_schema"], (dict, bool)):
         store.problems.append(f"{where}: a schema must be a mapping or a boolean")
         return None
-    return SchemaAt(_inline(body["item_schema"], uri, at, store, key="item_schema"), "")
+    return SchemaAt(_inline(body["item_schema"], uri, at, store, member="item_schema"), "")
 
 
-def _inline(schema: Any, uri: str, at: str, store: ResourceStore, key: str = "schema") -> str:
+def _inline(schema: Any, uri: str, at: str, store: ResourceStore, member: str = "schema") -> str:
     """The synthetic document URI of an inline schema; identical ones share one document (they
     sit in the same file, so their relative `$ref`s resolve alike) and so one compiled validator."""
     try:
@@ -142,7 +142,7 @@ def _inline(schema: Any, uri: str, at: str, store: ResourceStore, key: str = "sc
         return store.inline_by_content[key]
     inline_uri = f"{uri}~inline~{len(store.docs)}"
     store.add(inline_uri, schema)
-    store.aliases[inline_uri] = (uri, f"{at}/{key}")
+    store.aliases[inline_uri] = (uri, f"{at}/{member}")
     if key is not None:
         store.inline_by_content[key] = inline_uri
     return inline_uri

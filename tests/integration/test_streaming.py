@@ -112,7 +112,8 @@ async def test_enforce_a_violating_event_is_never_forwarded(tmp_path, provider, 
     assert raw.startswith(sse(chunk(1)))
     problem = last_sse_error(raw)
     assert problem["reason"] == "contract_violation" and problem["upstream"] == "ai"
-    assert problem["error"] == {"message": problem["detail"], "type": "egress_error", "code": "contract_violation"}
+    assert problem["error"] == {"message": "contract_violation: " + problem["detail"], "type": "egress_error",
+                                "code": "contract_violation"}
     assert problem["violations"][0]["instance_path"] == "/object" and problem["item"] == 1
     assert problem["trace_id"]
     for _ in range(50):  # the provider connection is closed: its next write fails

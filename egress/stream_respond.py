@@ -123,6 +123,9 @@ async def _pump(response: web.StreamResponse, resp: UpstreamResponse, op, up: Up
                 facts.bytes += len(out)
             if cut is not None:
                 return cut
+            # a read from a full buffer and a write below the high-water mark never suspend: without
+            # this, one fast stream would hold the event loop while other callers wait for headers
+            await asyncio.sleep(0)
         out, cut = _judge(framer.finish(), op, plan, limits, ex, enforce=enforce, checked=checked)
         if out:
             await response.write(out)

@@ -37,8 +37,8 @@ _ENFORCE_ERRORS = {"contract_violation": ContractViolation, "invalid_json": Inva
 
 
 def sequential(status: int, headers) -> bool:
-    """Whether a response is streamed: a 2xx with a sequential media type."""
-    return 200 <= status < 300 and stream_kind(headers.get("Content-Type")) is not None
+    """Whether a response is streamed: a 2xx that has a body, with a sequential media type."""
+    return 200 <= status < 300 and status not in (204, 205) and stream_kind(headers.get("Content-Type")) is not None
 
 
 def error_item(kind: str, document: dict) -> bytes:

@@ -49,10 +49,13 @@ class Script:
             while i < len(steps) or (self.forever and steps):
                 delay, data = steps[min(i, len(steps) - 1)]
                 i += 1
-                if delay:
-                    await asyncio.sleep(delay)
-                if request.transport is None or request.transport.is_closing():
-                    raise ConnectionResetError
+                until = time.monotonic() + delay
+                while True:  # wait in slices, noticing a closed connection without writing
+                    if request.transport is None or request.transport.is_closing():
+                        raise ConnectionResetError
+                    if time.monotonic() >= until:
+                        break
+                    await asyncio.sleep(min(0.02, until - time.monotonic()))
                 if packer is not None:
                     data = packer.compress(data) + packer.flush(zlib.Z_SYNC_FLUSH)
                 await resp.write(data)

@@ -159,7 +159,7 @@ async def test_report_mode_forwards_everything_and_records_each_violation(tmp_pa
 
 # id, script, upstream overrides, reason, bound
 HOSTILE = [
-    ("never-ends-idle", Script([(0, sse(chunk(1))), (5.0, b"")], forever=False), {"timeout": {"idle": 0.3}},
+    ("never-ends-idle", Script([(0, sse(chunk(1))), (5.0, b"")], forever=True), {"timeout": {"idle": 0.3}},
      "upstream_timeout", "idle"),
     ("trickle-one-byte-over-stream", Script([(0.05, b":")], forever=True),
      {"timeout": {"idle": 1, "stream": 0.6}}, "upstream_timeout", "stream"),
@@ -202,19 +202,23 @@ async def test_long_stream_outlives_timeout_total(tmp_path, provider, proxy):
     assert raw == b"".join(b for _, b in script.steps) and script.finished
 
 
-async def test_caller_gone_closes_the_provider_connection(tmp_path, provider, proxy):
-    script = Script([(0.05, sse(chunk(1)))], forever=True)
+@pytest.mark.parametrize("script", [
+    Script([(0.05, sse(chunk(1)))], forever=True),
+    Script([(0.0, sse(chunk(1))), (30.0, sse(chunk(2)))]),
+], ids=["provider-sending", "provider-silent"])
+async def test_caller_gone_closes_the_provider_connection(script, tmp_path, provider, proxy):
     seen = []
     fake, p = await start(tmp_path, provider, proxy, script, observers=[seen.append])
     resp = await p.request("POST", "/ai/chat/completions")
     first = await resp.content.readany()
     assert first.startswith(b"data: ")
+    gone = time.monotonic()
     resp.close()  # the caller goes away mid-stream
     for _ in range(100):
         if script.closed_at:
             break
         await asyncio.sleep(0.02)
-    assert script.closed_at is not None
+    assert script.closed_at is not None and script.closed_at - gone < 1.0  # at once, not at timeout.idle
     await asyncio.sleep(0.05)
     assert seen and seen[-1].stream.end == "caller_gone"
 

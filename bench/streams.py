@@ -7,6 +7,8 @@ Processes (each in its own session, stopped by its own id): a fake SSE provider 
 --serve, aiohttp, writing OpenAI-style chat.completion.chunk events as fast as the reader takes
 them, `--per-write` events per write) and `egress serve` with one upstream whose contract declares
 `item_schema` for `text/event-stream`.  The load generator is this process (aiohttp client).
+First, one paced stream (an event every 20 ms, its send time inside): how long after the provider
+sent it each event reaches the caller, direct and through egress.  Then the load.
 Reported: events/s and MB/s direct and through egress (ratio), time to first event (p50/p99), the
 egress process's RSS before, peak and after (sampled every 0.25 s), and RSS at 10% vs 100% of the
 run: flat RSS means memory per stream is bounded by one event, not by the stream's length.
@@ -42,10 +44,31 @@ ITEM = {"type": "object", "required": ["id", "object", "choices"],
                        "choices": {"type": "array", "items": {"type": "object", "required": ["index", "delta"]}}}}
 
 
-def event(i: int) -> bytes:
+def event(i: int, sent: float = 0.0) -> bytes:
     return b"data: " + orjson.dumps({
         "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-x",
-        "choices": [{"index": 0, "delta": {"content": f"token {i} "}, "finish_reason": None}]}) + b"\n\n"
+        "choices": [{"index": 0, "delta": {"content": f"token {i} "}, "finish_reason": None}],
+        **({"sent": sent} if sent else {})}) + b"\n\n"
+
+
+async def paced_lags(url: str, events: int, interval: float) -> dict:
+    """One stream, one event every `interval` s: how long after its send each event arrives."""
+    import aiohttp
+
+    lags, buf = [], b""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, params={"events": str(events), "interval": str(interval)},
+                                headers={"X-Egress-Caller": "bench"}) as resp:
+            async for data in resp.content.iter_any():
+                now = time.time()
+                buf += data
+                while b"\n\n" in buf:
+                    one, buf = buf.split(b"\n\n", 1)
+                    if one.startswith(b"data: {"):
+                        lags.append((now - orjson.loads(one[6:])["sent"]) * 1000)
+    lags.sort()
+    return {"events": len(lags), "lag_p50_ms": round(statistics.median(lags), 2),
+            "lag_p99_ms": round(lags[int(0.99 * (len(lags) - 1))], 2), "lag_max_ms": round(lags[-1], 2)}
 
 
 # ------------------------------------------------------------------ the fake provider (--serve)
@@ -55,8 +78,16 @@ def serve(port: int) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         n = int(request.query.get("events", "1000"))
         per = int(request.query.get("per_write", "10"))
+        interval = float(request.query.get("interval", "0"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if interval:  # paced: one event per write, its send time (wall clock) inside
+            for i in range(n):
+                await asyncio.sleep(interval)
+                await resp.write(event(i, sent=time.time()))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
         batch = [event(i) for i in range(per)]
         blob = b"".join(batch)
         sent = 0
@@ -176,10 +207,13 @@ def main() -> int:
         egress = procs.start("egress", [str(EGRESS), "serve", "--config", str(cfg)], cwd=work)
         wait_http(f"http://127.0.0.1:{aport}/healthz", 30, egress)
         shape = dict(streams=args.streams, events=args.events, per_write=args.per_write)
+        paced = {"direct": asyncio.run(paced_lags(f"http://127.0.0.1:{pport}/v1/chat/completions", 100, 0.02)),
+                 "egress": asyncio.run(paced_lags(f"http://127.0.0.1:{eport}/llm/chat/completions", 100, 0.02))}
         direct = asyncio.run(run_load(f"http://127.0.0.1:{pport}/v1/chat/completions", pid=None, **shape))
         through = asyncio.run(run_load(f"http://127.0.0.1:{eport}/llm/chat/completions", pid=egress.pid, **shape))
         result = {"shape": {**shape, "mode": args.mode, "event_bytes": len(event(1))},
-                  "loadavg_1m_at_end": round(os.getloadavg()[0], 2), "direct": direct,
+                  "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+                  "paced_1_stream_100_events_every_20ms": paced, "direct": direct,
                   "egress": through, "ratio_events_per_s": round(through["events_per_s"] / direct["events_per_s"], 3)}
         print(json.dumps(result, indent=2))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

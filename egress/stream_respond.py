@@ -56,6 +56,16 @@ def error_item(kind: str, document: dict) -> bytes:
 
 async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
                 has_contract: bool) -> web.StreamResponse:
+    try:
+        return await _relay(request, resp, op, up, ex, has_contract=has_contract)
+    finally:  # whatever happened, no provider connection (or breaker permit) outlives the exchange
+        if not resp.stream.closed:
+            resp.stream.close()
+            resp.stream.settle(EgressError("the stream ended unexpectedly"))
+
+
+async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
+                 has_contract: bool) -> web.StreamResponse:
     stream = resp.stream
     mode = (op.mode or up.mode) if op is not None else up.mode
     plan = plan_stream(op, mode, resp.status, resp.headers.get("Content-Type"), has_contract=has_contract)

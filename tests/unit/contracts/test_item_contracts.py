@@ -68,3 +68,20 @@ def test_openapi_stream_item_schemas(tmp_path, version, media):
     c = contract(tmp_path, openapi(version, media), name="c.json")
     assert verdicts(c, "text/event-stream", b'data: {"n": 1}\n\n: ping\n\ndata: {"n": "x"}\n\ndata: [DONE]\n\n') \
         == [None, None, "contract_violation", None]
+
+
+CLI_CASES = [
+    ("valid-sse", "s.sse", b'data: {"n": 1}\n\ndata: [DONE]\n\n', 0, "valid (2 items, 0 in breach)"),
+    ("violating-sse", "s.sse", b'data: {"n": 1}\n\ndata: {"n": "x"}\n\n', 1, "item 1: contract_violation"),
+    ("not-json-ndjson", "s.ndjson", b'{"n": 1}\nnope\n', 1, "item 1: invalid_json"),
+]
+
+
+@pytest.mark.parametrize("name,raw,code,line", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_contracts_check_frames_a_saved_stream(tmp_path, name, raw, code, line):
+    from egress.contracts.check import check_file
+    c = contract(tmp_path, compact_stream({"content_type": ["text/event-stream", "application/x-ndjson"],
+                                           "item_schema": ITEM}))
+    (tmp_path / name).write_bytes(raw)
+    got, lines = check_file(c, "GET", "/s", 200, tmp_path / name)
+    assert got == code and any(line in text for text in lines), lines

@@ -74,9 +74,7 @@ class UpstreamStream:
                 raise UpstreamTimeout(_TIMEOUT_TEXT[kind].format(up=up.name), extra={"bound": kind}) from exc
             except (aiohttp.ClientError, ConnectionError) as exc:
                 raise UpstreamUnavailable(f"{up.name} dropped the stream mid-body") from exc
-            if not chunk:
-                if not self._resp.content.is_eof() and not self.closed:  # pragma: no cover - aiohttp contract
-                    continue
+            if not chunk:  # readany() returns b"" only at the end of the body
                 tail = self._decoder.finish()
                 if tail:
                     self.decoded_bytes += len(tail)

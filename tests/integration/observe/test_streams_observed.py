@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.stream_fakes import Script, chunk, sse
+from tests.stream_fakes import Script, sse
 
 MARK = "zqxmark"
 ITEM = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "object": {"const": "c"}}}

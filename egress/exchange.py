@@ -34,6 +34,18 @@ class Event:
 
 
 @dataclass(slots=True)
+class StreamFacts:
+    """A streamed response (stream_respond.py): counts and how it ended, never a value."""
+
+    kind: str  # sse | ndjson | json-seq
+    first_byte_s: float | None = None  # response headers to the first body byte
+    items: int = 0  # events / lines / records forwarded
+    bytes: int = 0  # body bytes forwarded to the caller
+    violations: int = 0  # items found in breach (report mode: all; enforce: the one that cut)
+    end: str = ""  # complete | caller_gone | the reason that cut it (upstream_timeout, ...)
+
+
+@dataclass(slots=True)
 class Exchange:
     method: str
     target_kind: str = ""  # proxy | host | prefix
@@ -59,6 +71,7 @@ class Exchange:
     trace_id: str | None = None
     span_id: str | None = None
     permit: Any = None  # a concurrency slot (send/limits.py), released when the exchange ends
+    stream: StreamFacts | None = None  # set when the response body was streamed
 
     def event(self, name: str, /, *, anomaly: bool = True, **attrs: Any) -> None:
         self.events.append(Event(name, time.time_ns(), attrs))

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from egress import check, identity
+from egress import check, identity, stream_respond
 from egress.errors import EgressError, OperationNotAllowed, UpstreamTimeout
 from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
@@ -50,6 +50,10 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
         err = EgressError("egress failed to handle this request; see its logs")
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
+    except asyncio.CancelledError:  # the caller went away; a stream it was reading is recorded
+        if ex.stream is not None:
+            state.observe(ex)
+        raise
     finally:
         generation.in_flight -= 1
         if ex.permit is not None:
@@ -102,11 +106,14 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     if state.store_down():  # on the span, not an anomaly: every request would be traced
         ex.event("egress.breaker_store_down", anomaly=False, breaker=breaker.key)
     resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
-                       idempotency_key="Idempotency-Key" in request.headers)
+                       idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
     if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):  # once, new token
+        await resp.release()
         resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
-                           idempotency_key="Idempotency-Key" in request.headers)
+                           idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
     state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
+    if resp.stream is not None:  # SSE / NDJSON: checked and forwarded event by event (stream_respond.py)
+        return await stream_respond.relay(request, resp, op, up, ex, has_contract=contract is not None)
     # check
     check.check_redirect(resp, rt.router, ex)
     checked = check.decode_body(resp, up, ex, state.inflight.hold())
@@ -128,7 +135,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     return build_response(resp, checked, ex, request.headers.get("Accept-Encoding"))
 
 
-async def _send(client, method, target, headers, body, ex: Exchange, state, breaker, *, idempotency_key):
+async def _send(client, method, target, headers, body, ex: Exchange, state, breaker, *, idempotency_key,
+                stream_if=None):
     up = client.upstream
     loop = asyncio.get_running_loop()
     deadline = ex.start_mono + up.timeout.total
@@ -137,7 +145,8 @@ async def _send(client, method, target, headers, body, ex: Exchange, state, brea
         rec = Attempt(n, time.time_ns(), url=up.origin + target.split("?", 1)[0])
         ex.attempts.append(rec)
         try:
-            resp = await client.send(method, target, headers, body, timeout=deadline - loop.time())
+            resp = await client.send(method, target, headers, body, timeout=deadline - loop.time(),
+                                     stream_if=stream_if)
         except EgressError as err:
             rec.error, rec.end_ns = err.reason, time.time_ns()
             if err.reason in _ATTEMPT_EVENTS:

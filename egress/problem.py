@@ -17,6 +17,20 @@ CONTENT_TYPE = "application/problem+json"
 
 
 def problem_response(err: EgressError, ex: Exchange) -> web.Response:
+    body = problem_document(err, ex)
+    headers = {"X-Egress-Error": err.reason, "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    if isinstance(err, (CircuitOpen, RateLimited, ConcurrencyLimited)):
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers.update(getattr(err, "headers", None) or {})
+    elif getattr(err, "retry_after", None) is not None:  # ProxyOverloaded and the like
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    if ex.upstream is not None:
+        headers["X-Egress-Contract"] = ex.contract
+    return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)
+
+
+def problem_document(err: EgressError, ex: Exchange) -> dict:
+    """The RFC 9457 document (also the data of a stream's last `event: error`)."""
     body = {
         "type": f"urn:egress:problem:{err.reason}",
         "title": err.title,
@@ -28,12 +42,4 @@ def problem_response(err: EgressError, ex: Exchange) -> web.Response:
     if ex.trace_id:
         body["trace_id"] = ex.trace_id
     body.update(err.extra)
-    headers = {"X-Egress-Error": err.reason, "Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
-    if isinstance(err, (CircuitOpen, RateLimited, ConcurrencyLimited)):
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-        headers.update(getattr(err, "headers", None) or {})
-    elif getattr(err, "retry_after", None) is not None:  # ProxyOverloaded and the like
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-    if ex.upstream is not None:
-        headers["X-Egress-Contract"] = ex.contract
-    return web.Response(status=err.status, body=orjson.dumps(body), headers=headers)
+    return body

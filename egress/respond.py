@@ -88,6 +88,23 @@ class HeldResponse(web.StreamResponse):
 
 def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
                    accept_encoding: str | None) -> web.StreamResponse:
+    headers = forwarded_headers(resp, ex)
+    body = resp.body
+    codings = parse_encodings(resp.headers.getall("Content-Encoding", []))
+    headers.popall("Content-Encoding", None)
+    if checked.encoded and not _accepts(accept_encoding, codings):
+        body = checked.body
+    elif codings:  # one field naming exactly the codings egress undid (no `identity`)
+        headers["Content-Encoding"] = ", ".join(codings)
+    headers["X-Egress-Contract"] = ex.contract
+    if checked.hold is not None:
+        checked.hold.resize(len(body))
+    return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)
+
+
+def forwarded_headers(resp: UpstreamResponse, ex: Exchange) -> CIMultiDict[str]:
+    """The provider's headers a caller may see, by allowlist (also for streamed answers,
+    stream_respond.py)."""
     connection_named = connection_tokens(resp.headers)
     headers: CIMultiDict[str] = CIMultiDict()
     dropped: set[str] = set()
@@ -97,16 +114,6 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
             dropped.add(low)
             continue
         headers.add(name, value)
-    body = resp.body
-    codings = parse_encodings(resp.headers.getall("Content-Encoding", []))
-    headers.popall("Content-Encoding", None)
-    if checked.encoded and not _accepts(accept_encoding, codings):
-        body = checked.body
-    elif codings:  # one field naming exactly the codings egress undid (no `identity`)
-        headers["Content-Encoding"] = ", ".join(codings)
     if any(n.startswith("set-cookie") for n in dropped):
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
-    headers["X-Egress-Contract"] = ex.contract
-    if checked.hold is not None:
-        checked.hold.resize(len(body))
-    return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)
+    return headers

@@ -25,6 +25,8 @@ class Secret(str):
 class Timeout:
     connect: float = 2.0
     total: float = 10.0
+    idle: float = 30.0  # longest gap between chunks of a streamed body
+    stream: float = 600.0  # longest streamed body, first byte to last
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Limits:
     max_decompressed_bytes: int = 52428800
     max_json_depth: int = 64
     max_violations: int = 10
+    max_event_bytes: int = 1048576  # one event of a stream (SSE event, NDJSON line)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`egress contracts check UPSTREAM METHOD PATH STATUS FILE`: judge a saved body offline.
 
 Exit codes: 0 valid, 1 violated (one line per problem), 2 no such operation, 3 unreadable file
-or no response declared for the status.
+or no response declared for the status.  A stream (`.sse`, `.ndjson`, `.jsonl`, or a sequential
+`--content-type`) is framed and each item checked, as the proxy does.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
+from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream
 from egress.contracts.loader import Contract
+
+_STREAM_SUFFIXES = {".sse": "text/event-stream", ".ndjson": "application/x-ndjson", ".jsonl": "application/jsonl"}
 
 
 def check_file(contract: Contract, method: str, path: str, status: int, file: Path,
@@ -23,7 +27,12 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
     except OSError as exc:
         return 3, [f"cannot read {file}: {exc.strerror}"]
     if content_type is None:
-        content_type = "application/json" if file.suffix.lower() == ".json" else mimetypes.guess_type(file.name)[0]
+        suffix = file.suffix.lower()
+        content_type = _STREAM_SUFFIXES.get(suffix) or (
+            "application/json" if suffix == ".json" else mimetypes.guess_type(file.name)[0])
+    plan = plan_stream(op, "enforce", status, content_type, has_contract=True)
+    if plan is not None:
+        return _check_stream(op.template, status, plan, body)
     result = op.check(status, content_type, body, drift=True)
     if result.outcome == "unmatched":
         return 3, [f"{op.template}: no response declared for status {status}"]
@@ -33,3 +42,26 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
     lines += [f"  {v.instance_path or '/'}: {v.message} [{v.keyword} at {v.schema_path}]" for v in result.violations]
     lines += [f"  drift: {d}" for d in result.drift]
     return (0 if result.outcome == "valid" else 1), lines
+
+
+def _check_stream(template: str, status: int, plan, body: bytes) -> tuple[int, list[str]]:
+    if plan.outcome == "unmatched":
+        return 3, [f"{template}: no response declared for status {status}"]
+    if plan.reason is not None:
+        return 1, [f"{template} {status}: violated ({plan.reason})"]
+    framer = framer_for(plan.kind, len(body) + 1)
+    try:
+        items = framer.feed(body) + framer.finish()
+    except ItemTooLarge:  # pragma: no cover - the cap is the whole file
+        items = []
+    lines, bad = [], 0
+    for index, item in enumerate(items):
+        result = check_item(item, plan.schema) if plan.checked else None
+        if result is None or result.outcome == "valid":
+            continue
+        bad += 1
+        lines.append(f"  item {index}: {result.reason}" + (f" ({result.detail})" if result.detail else ""))
+        lines += [f"    {v.instance_path or '/'}: {v.message} [{v.keyword} at {v.schema_path}]"
+                  for v in result.violations]
+    verdict = "violated" if bad else "valid"
+    return (1 if bad else 0), [f"{template} {status}: {verdict} ({len(items)} items, {bad} in breach)", *lines]

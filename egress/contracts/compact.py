@@ -9,7 +9,8 @@
           default: {schema: {type: object}}
 
 `content_type` defaults to application/json and may be a list; a response without `schema`
-accepts any body of its content types.  An inline schema is a document of its own (`#` is the
+accepts any body of its content types.  A stream (`text/event-stream`, `application/x-ndjson`,
+`application/jsonl`, `application/json-seq`) takes `item_schema:`, the schema of each item.  An inline schema is a document of its own (`#` is the
 schema itself); relative `$ref`s resolve against the contract file's directory.
 """
 
@@ -21,13 +22,14 @@ import orjson
 
 from egress.contracts.documents import join_pointer
 from egress.contracts.drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
+from egress.contracts.items import SEQUENTIAL, stream_kind
 from egress.contracts.operation import MODES
 from egress.contracts.paths import TemplateError, split_template
 from egress.contracts.resources import ResourceStore
 
 _TOP = {"operations", "description", "version", "info"}
 _OPERATION = {"responses", "mode", "description", "summary"}
-_RESPONSE = {"content_type", "schema", "description"}
+_RESPONSE = {"content_type", "schema", "description", "item_schema"}
 
 
 def read_compact(doc: Any, uri: str, store: ResourceStore) -> list[OperationDraft]:
@@ -105,12 +107,31 @@ def _response(key: Any, body: Any, uri: str, at: str, store: ResourceStore) -> R
             store.problems.append(f"{store.where(uri, at + '/schema')}: a schema must be a mapping or a boolean")
             return None
         schema = SchemaAt(_inline(body["schema"], uri, at, store), "")
+    if "item_schema" in body:
+        schema = _item_schema(body, types, uri, at, store)
+        if schema is None:
+            return None
     if status is None:
         return None
     return ResponseDraft(status, where, tuple(MediaDraft(t, schema) for t in types))
 
 
-def _inline(schema: Any, uri: str, at: str, store: ResourceStore) -> str:
+def _item_schema(body: dict, types: list[str], uri: str, at: str, store: ResourceStore) -> SchemaAt | None:
+    """`item_schema:` (each event / line / record of a stream) beside sequential content types only."""
+    where = store.where(uri, at + "/item_schema")
+    if "schema" in body:
+        store.problems.append(f"{where}: give either schema (the whole body) or item_schema (each item of a stream)")
+        return None
+    if not all(stream_kind(t) for t in types):
+        store.problems.append(f"{where}: item_schema needs sequential content types ({', '.join(SEQUENTIAL)})")
+        return None
+    if not isinstance(body["item_schema"], (dict, bool)):
+        store.problems.append(f"{where}: a schema must be a mapping or a boolean")
+        return None
+    return SchemaAt(_inline(body["item_schema"], uri, at, store, member="item_schema"), "")
+
+
+def _inline(schema: Any, uri: str, at: str, store: ResourceStore, member: str = "schema") -> str:
     """The synthetic document URI of an inline schema; identical ones share one document (they
     sit in the same file, so their relative `$ref`s resolve alike) and so one compiled validator."""
     try:
@@ -121,7 +142,7 @@ def _inline(schema: Any, uri: str, at: str, store: ResourceStore) -> str:
         return store.inline_by_content[key]
     inline_uri = f"{uri}~inline~{len(store.docs)}"
     store.add(inline_uri, schema)
-    store.aliases[inline_uri] = (uri, at + "/schema")
+    store.aliases[inline_uri] = (uri, f"{at}/{member}")
     if key is not None:
         store.inline_by_content[key] = inline_uri
     return inline_uri

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from egress.contracts.documents import join_pointer, resolve_pointer
 from egress.contracts.drafts import METHODS, MediaDraft, OperationDraft, ResponseDraft, SchemaAt, status_key
+from egress.contracts.items import stream_kind
 from egress.contracts.operation import MODES
 from egress.contracts.resources import ResourceStore
 
@@ -31,7 +32,7 @@ def dialect_of(doc: dict[str, Any]) -> str | None:
     version = str(doc.get("openapi", ""))
     if version.startswith("3.0"):
         return "oas30"
-    if version.startswith("3.1"):
+    if version.startswith(("3.1", "3.2")):  # 3.2 (itemSchema for streams) is 3.1's JSON Schema
         return "oas31"
     return None
 
@@ -132,7 +133,16 @@ def _operation(doc: Any, uri: str, store: ResourceStore, method: str, path: str,
         media = []
         for media_range, media_obj in content.items():
             m_at = join_pointer(r_at + "/content", str(media_range))
-            has_schema = isinstance(media_obj, dict) and "schema" in media_obj
-            media.append(MediaDraft(str(media_range), SchemaAt(uri, m_at + "/schema") if has_schema else None))
+            media.append(MediaDraft(str(media_range), _media_schema(uri, media_range, media_obj, m_at)))
         drafts.append(ResponseDraft(status, store.where(uri, r_at), tuple(media)))
     return OperationDraft(method, path, mode, store.where(uri, at), tuple(drafts))
+
+
+def _media_schema(uri: str, media_range: Any, media_obj: Any, at: str) -> SchemaAt | None:
+    """The media type's schema; for a stream, the schema of each item: OpenAPI 3.2 `itemSchema`, or
+    in 3.0/3.1 `schema` read as the schema of each event's data (OpenAI's published convention)."""
+    if not isinstance(media_obj, dict):
+        return None
+    if "itemSchema" in media_obj and stream_kind(str(media_range)):
+        return SchemaAt(uri, at + "/itemSchema")
+    return SchemaAt(uri, at + "/schema") if "schema" in media_obj else None

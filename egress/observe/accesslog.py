@@ -3,7 +3,7 @@
 Fields (an allowlist; nothing from headers, queries or bodies): caller, upstream,
 operation (contract template or bounded templated path), method, status, duration_ms,
 contract, reason, attempts, request_bytes, response_bytes, anomalies (event names), via,
-trace_id, span_id.
+trace_id, span_id; for a streamed response also stream_end, stream_items, stream_bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ MESSAGE = "access"
 
 def access_fields(ex: Exchange, operation: str) -> dict:
     anomalies = sorted({e.name for e in ex.events if e.name != "egress.credential_injected"})
-    return {
+    fields = {
         "caller": ex.caller,
         "upstream": ex.upstream_name or None,
         "operation": operation or None,
@@ -35,6 +35,9 @@ def access_fields(ex: Exchange, operation: str) -> dict:
         "trace_id": ex.trace_id,
         "span_id": ex.span_id,
     }
+    if ex.stream is not None:  # written when the stream ended
+        fields.update(stream_end=ex.stream.end, stream_items=ex.stream.items, stream_bytes=ex.stream.bytes)
+    return fields
 
 
 def write(ex: Exchange, operation: str) -> None:

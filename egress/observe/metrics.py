@@ -76,11 +76,16 @@ COUNTERS = {
     "breaker_changes": ("egress_breaker_transitions", "Breaker state changes", ("breaker", "to")),
     "store_events": ("egress_breaker_store_events", "Shared breaker store events", ("kind",)),
     "spans": ("egress_trace_spans", "Spans built (ended) / exported / failed to export", ("stage",)),
+    "streams": ("egress_streams", "Streamed responses, by how they ended", ("upstream", "end")),
+    "stream_items": ("egress_stream_items", "Stream items (SSE events, lines, records) forwarded", ("upstream",)),
+    "stream_bytes": ("egress_stream_bytes", "Stream body bytes forwarded", ("upstream",)),
 }
 HISTOGRAMS = {
     "attempt_duration": ("egress_upstream_attempt_duration_seconds",
                          "One upstream attempt, connect to last byte", ("upstream",)),
     "request_duration": ("egress_request_duration_seconds", "Whole exchange, as the caller saw it", ("upstream",)),
+    "stream_first_byte": ("egress_stream_first_byte_seconds",
+                          "Streamed response: from its headers to its first body byte", ("upstream",)),
 }
 
 
@@ -117,6 +122,13 @@ class Metrics:
             for a in ex.attempts:
                 if a.end_ns:
                     h.observe(max(0, a.end_ns - a.start_ns) / 1e9)
+        stream = ex.stream
+        if stream is not None:
+            self.inc("streams", (up, self._reasons(stream.end)))
+            self.inc("stream_items", (up,), stream.items)
+            self.inc("stream_bytes", (up,), stream.bytes)
+            if stream.first_byte_s is not None:
+                self._hist("stream_first_byte", (up,)).observe(stream.first_byte_s)
         names, inc = self._names, self.inc
         for e in ex.events:
             name = e.name

@@ -229,6 +229,12 @@ class SpanBuilder:
             attrs["egress.operation"] = operation
             if ex.operation:
                 attrs["http.route"] = ex.operation
+        if ex.stream is not None:
+            attrs.update({"egress.stream.kind": ex.stream.kind, "egress.stream.end": ex.stream.end,
+                          "egress.stream.items": ex.stream.items, "egress.stream.bytes": ex.stream.bytes,
+                          "egress.stream.violations": ex.stream.violations})
+            if ex.stream.first_byte_s is not None:
+                attrs["egress.stream.first_byte_ms"] = round(ex.stream.first_byte_s * 1000, 3)
         denied = ex.denied_host
         if denied:
             attrs["egress.denied_host"] = str(denied)[:MAX_STR]

@@ -22,6 +22,7 @@ from yarl import URL
 
 from egress.config import Upstream
 from egress.errors import AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
+from egress.send.streaming import UpstreamStream
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -83,9 +84,18 @@ class UpstreamResponse:
     headers: CIMultiDictProxy[str]
     body: bytes  # wire bytes (still content-encoded), at most max_response_bytes
     url: URL
+    stream: UpstreamStream | None = None  # a streamed body, still open (body is then b"")
 
-    async def release(self) -> None:  # the body is already read; kept for resilience's protocol
-        return None
+    async def release(self) -> None:  # a read body needs nothing; a stream's connection is dropped
+        if self.stream is not None:
+            self.stream.close()
+
+    def settle_later(self, settle) -> bool:
+        """A streamed response's outcome is known when the stream ends: `settle(exc | None)` then."""
+        if self.stream is None:
+            return False
+        self.stream.on_settle(settle)
+        return True
 
 
 def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
@@ -124,13 +134,16 @@ class UpstreamClient:
             self._session = None
 
     async def send(self, method: str, target: str, headers: CIMultiDict[str], body: bytes,
-                   *, timeout: float) -> UpstreamResponse:
-        """One attempt: send, follow only allowed redirect hops, read the body under the cap."""
+                   *, timeout: float, stream_if=None) -> UpstreamResponse:
+        """One attempt: send, follow only allowed redirect hops, read the body under the cap.
+
+        `stream_if(status, headers)` true: the body is not read; the response carries it open
+        as an UpstreamStream (streaming.py) and `timeout` bounds it until its first byte."""
         up = self.upstream
         url = URL(up.origin + target, encoded=True)
         hops = 0
         while True:
-            resp = await self._attempt(method, url, headers, body, timeout)
+            resp = await self._attempt(method, url, headers, body, timeout, stream_if)
             if not is_redirect(resp.status) or not up.redirects.follow:
                 return resp
             location = resp.headers.get("Location")
@@ -149,29 +162,35 @@ class UpstreamClient:
             url = next_url
 
     async def _attempt(self, method: str, url: URL, headers: CIMultiDict[str], body: bytes,
-                       timeout: float) -> UpstreamResponse:
+                       timeout: float, stream_if=None) -> UpstreamResponse:
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         up = self.upstream
-        client_timeout = aiohttp.ClientTimeout(total=max(timeout, 0.001), sock_connect=up.timeout.connect)
+        # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.timeout.connect)
+        clock = asyncio.get_running_loop().time
+        first_byte_by = clock() + max(timeout, 0.001)
         try:
-            async with self._session.request(method, url, headers=headers, data=body or None,
-                                             allow_redirects=False, timeout=client_timeout) as resp:
-                if not 200 <= resp.status <= 599:  # 101 (egress never asks to upgrade), 6xx..9xx
-                    resp.close()
-                    raise UpstreamUnavailable(f"{up.name} answered with status {resp.status}, "
-                                              "not a final HTTP status")
-                declared = resp.content_length
-                cap = up.limits.max_response_bytes
-                if declared is not None and declared > cap:
-                    raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
-                chunks, total = [], 0
-                async for chunk in resp.content.iter_any():
-                    total += len(chunk)
-                    if total > cap:
+            async with asyncio.timeout(max(timeout, 0.001)):
+                resp = await self._session.request(method, url, headers=headers, data=body or None,
+                                                   allow_redirects=False, timeout=client_timeout)
+                streamed = False
+                try:
+                    if not 200 <= resp.status <= 599:  # 101 (egress never asks to upgrade), 6xx..9xx
                         resp.close()
-                        raise ResponseTooLarge(f"upstream response is over the limit of {cap} bytes")
-                    chunks.append(chunk)
-                return UpstreamResponse(resp.status, resp.headers, b"".join(chunks), url)
+                        raise UpstreamUnavailable(f"{up.name} answered with status {resp.status}, "
+                                                  "not a final HTTP status")
+                    declared = resp.content_length
+                    cap = up.limits.max_response_bytes
+                    if declared is not None and declared > cap:
+                        raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
+                    if stream_if is not None and stream_if(resp.status, resp.headers):
+                        stream = UpstreamStream(resp, up, first_byte_by=first_byte_by, clock=clock)
+                        streamed = True
+                        return UpstreamResponse(resp.status, resp.headers, b"", url, stream)
+                    return await self._read(resp, url, cap)
+                finally:
+                    if not streamed:
+                        resp.release()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"no complete answer from {up.name} within the timeout") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -189,6 +208,18 @@ class UpstreamClient:
             raise UpstreamUnavailable(f"malformed response from {up.name}") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"connection to {up.name} failed mid-exchange") from exc
+
+
+    @staticmethod
+    async def _read(resp: aiohttp.ClientResponse, url: URL, cap: int) -> UpstreamResponse:
+        chunks, total = [], 0
+        async for chunk in resp.content.iter_any():
+            total += len(chunk)
+            if total > cap:
+                resp.close()
+                raise ResponseTooLarge(f"upstream response is over the limit of {cap} bytes")
+            chunks.append(chunk)
+        return UpstreamResponse(resp.status, resp.headers, b"".join(chunks), url)
 
 
 def _join(base: URL, location: str) -> URL:

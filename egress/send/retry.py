@@ -110,6 +110,9 @@ def _cause(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+_LATER = "later"  # a streamed response: the breaker hears its outcome when the stream ends
+
+
 class _Call:
     """The state of one call_with_resilience: tenacity's retry/wait/stop/before_sleep hooks."""
 
@@ -146,9 +149,21 @@ class _Call:
             raise
         else:
             outcome = "failure" if self.breaker.counts_status(resp.status) else "success"
+            settle_later = getattr(resp, "settle_later", None)  # a stream counts once, when it ends
+            if outcome == "success" and settle_later is not None and settle_later(
+                    lambda exc: self.breaker.release(permit, self._stream_outcome(exc))):
+                outcome = _LATER
             return resp
         finally:
-            self.breaker.release(permit, outcome)
+            if outcome is not _LATER:
+                self.breaker.release(permit, outcome)
+
+    def _stream_outcome(self, exc: BaseException | None) -> str | None:
+        if exc is None:
+            return "success"
+        if isinstance(exc, asyncio.CancelledError):  # the caller went away: not the provider's doing
+            return None
+        return "failure" if self.breaker.counts_as_failure(exc) else "success"
 
     # tenacity hooks, in the order tenacity calls them
 

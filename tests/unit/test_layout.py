@@ -3,7 +3,8 @@
 Floors, lowest first (a module may import its own floor and the floors below it):
   0 foundations   errors, config/, observe/logs
   1 records       exchange, store/, contracts/, observe/templating, observe/tracecontext
-  2 stages        routes, identity/, sanitize, credentials/, send/, suspensions, check, respond, problem
+  2 stages        routes, identity/, sanitize, credentials/, send/, suspensions, check, respond, problem,
+                  stream_respond
   3 around        observe/ (the rest), generation
   4 composition   process, pipeline
   5 listeners     admin, admin_auth, app
@@ -25,6 +26,7 @@ FLOORS = [
     ("egress.observe.templating", 1), ("egress.observe.tracecontext", 1),
     ("egress.routes", 2), ("egress.identity", 2), ("egress.sanitize", 2), ("egress.credentials", 2),
     ("egress.send", 2), ("egress.suspensions", 2), ("egress.check", 2), ("egress.respond", 2), ("egress.problem", 2),
+    ("egress.stream_respond", 2),
     ("egress.observe", 3), ("egress.generation", 3),
     ("egress.process", 4), ("egress.pipeline", 4),
     ("egress.admin", 5), ("egress.admin_auth", 5), ("egress.app", 5),

@@ -1,0 +1,104 @@
+"""Reading a streamed upstream body: chunk by chunk, under timeout.idle / timeout.stream and the byte caps.
+
+    stream = UpstreamStream(aiohttp_response, upstream, first_byte_by=deadline)
+    async for chunk in stream.chunks():     # decoded bytes, as they arrive
+        ...
+    stream.close()                          # drops the provider connection at once (idempotent)
+    stream.settle(exc)                      # the outcome, once, for the breaker (None: completed)
+
+Until the first body byte the exchange's `timeout.total` deadline holds (`first_byte_by`); then
+each gap between chunks is bounded by `timeout.idle` and the whole stream, from its response
+headers, by `timeout.stream`.  Wire bytes count against `max_response_bytes` (the whole stream),
+decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
+chunk in hand.  aiohttp's errors are translated here: UpstreamTimeout (`extra['bound']` says which),
+ResponseTooLarge, UnexpectedContentEncoding, UpstreamUnavailable (the provider dropped the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+
+from egress.config import Upstream
+from egress.errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
+from egress.send.bodies import StreamDecoder
+
+
+class UpstreamStream:
+    """One open streamed response of one upstream attempt."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, up: Upstream, *, first_byte_by: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._resp, self._up, self._clock = resp, up, clock
+        self._first_byte_by = first_byte_by
+        self.started = clock()
+        self.first_byte_at: float | None = None
+        self.wire_bytes = 0
+        self.decoded_bytes = 0
+        self._decoder = StreamDecoder(resp.headers.getall("Content-Encoding", []),
+                                      up.limits.max_decompressed_bytes)
+        self._settle: Callable[[BaseException | None], None] | None = None
+        self.closed = False
+
+    def on_settle(self, settle: Callable[[BaseException | None], None]) -> None:
+        """Who counts this stream's outcome (the breaker permit of its attempt)."""
+        self._settle = settle
+
+    def settle(self, exc: BaseException | None) -> None:
+        settle, self._settle = self._settle, None
+        if settle is not None:
+            settle(exc)
+
+    def _wait(self) -> tuple[float, str]:
+        now, t = self._clock(), self._up.timeout
+        if self.first_byte_at is None:
+            left = self._first_byte_by - now
+            return (left, "first_byte") if left < t.idle else (t.idle, "idle")
+        left = self.started + t.stream - now
+        return (left, "stream") if left < t.idle else (t.idle, "idle")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        up, cap = self._up, self._up.limits.max_response_bytes
+        content = self._resp.content
+        while True:
+            wait, kind = self._wait()
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(wait):
+                    chunk = await content.readany()
+            except TimeoutError as exc:
+                raise UpstreamTimeout(_TIMEOUT_TEXT[kind].format(up=up.name), extra={"bound": kind}) from exc
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise UpstreamUnavailable(f"{up.name} dropped the stream mid-body") from exc
+            if not chunk:  # readany() returns b"" only at the end of the body
+                tail = self._decoder.finish()
+                if tail:
+                    self.decoded_bytes += len(tail)
+                    yield tail
+                return
+            if self.first_byte_at is None:
+                self.first_byte_at = self._clock()
+            self.wire_bytes += len(chunk)
+            if self.wire_bytes > cap:
+                raise ResponseTooLarge(f"the stream from {up.name} is over max_response_bytes ({cap})")
+            out = self._decoder.feed(chunk)
+            if out:
+                self.decoded_bytes += len(out)
+                yield out
+
+    def close(self) -> None:
+        """Drop the provider connection (never returned to the pool mid-stream)."""
+        if not self.closed:
+            self.closed = True
+            self._resp.close()
+
+
+_TIMEOUT_TEXT = {
+    "first_byte": "{up} sent no body byte within timeout.total",
+    "idle": "{up} sent nothing for longer than timeout.idle",
+    "stream": "the stream from {up} ran longer than timeout.stream",
+}

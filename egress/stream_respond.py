@@ -1,0 +1,197 @@
+"""Respond with a stream: each event forwarded as soon as it is complete and checked; a cut stream ends with one error event.
+
+    if stream_respond.sequential(status, headers): ...          # the send stage's stream_if
+    return await stream_respond.relay(request, resp, op, up, ex, has_contract=...)
+
+Reads the open UpstreamStream on `resp`, frames it (contracts/items.py), checks each item in
+enforce/report mode, and writes the provider's bytes unchanged, chunked, without Content-Length
+(Content-Encoding is undone under the caps, so the caller gets identity).  Enforce mode: the
+violating item is never written; instead one last item, SSE `event: error` (NDJSON / json-seq:
+a last line / record) holding the problem+json document plus an OpenAI-style `error` member,
+and the provider connection is closed.  The same ending for `upstream_timeout` (idle / whole
+stream), `response_too_large` (stream or one item) and `upstream_unavailable` (dropped).
+A caller that goes away closes the provider connection at once.  Writes `ex.stream`
+(StreamFacts) and span events with item indexes, never item values.  Raises (before anything
+is written) UnexpectedContentType in enforce mode; never raises once the answer has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiohttp import web
+
+from egress.config import Upstream
+from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream, stream_kind
+from egress.errors import ContractViolation, EgressError, InvalidJson, ResponseTooLarge, UnexpectedContentType
+from egress.exchange import Exchange, StreamFacts
+from egress.problem import problem_document
+from egress.respond import forwarded_headers
+from egress.send.client import UpstreamResponse
+
+MAX_VIOLATION_EVENTS = 20  # span events per stream (report mode may see many more; all counted)
+_ENFORCE_ERRORS = {"contract_violation": ContractViolation, "invalid_json": InvalidJson}
+
+
+def sequential(status: int, headers) -> bool:
+    """Whether a response is streamed: a 2xx that has a body, with a sequential media type."""
+    return 200 <= status < 300 and status not in (204, 205) and stream_kind(headers.get("Content-Type")) is not None
+
+
+def error_item(kind: str, document: dict) -> bytes:
+    """The last item of a cut stream: the problem+json document, framed as the stream is."""
+    reason = document.get("reason")
+    err = {"message": f"{reason}: {document.get('detail') or document.get('title')}", "type": "egress_error",
+           "code": reason}
+    data = orjson.dumps({**document, "error": err})
+    if kind == "sse":
+        return b"event: error\ndata: " + data + b"\n\n"
+    if kind == "json-seq":
+        return b"\x1e" + data + b"\n"
+    return data + b"\n"
+
+
+async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
+                has_contract: bool) -> web.StreamResponse:
+    try:
+        return await _relay(request, resp, op, up, ex, has_contract=has_contract)
+    finally:  # whatever happened, no provider connection (or breaker permit) outlives the exchange
+        if not resp.stream.closed:
+            resp.stream.close()
+            resp.stream.settle(EgressError("the stream ended unexpectedly"))
+
+
+async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
+                 has_contract: bool) -> web.StreamResponse:
+    stream = resp.stream
+    mode = (op.mode or up.mode) if op is not None else up.mode
+    plan = plan_stream(op, mode, resp.status, resp.headers.get("Content-Type"), has_contract=has_contract)
+    facts = ex.stream = StreamFacts(plan.kind)
+    ex.contract = plan.outcome
+    if plan.reason is not None:
+        ex.event("egress.contract_violation", reason=plan.reason, instance_path="", schema_path="",
+                 keyword=plan.reason)
+        if mode == "enforce":
+            err = UnexpectedContentType(f"the stream of {op.template} (status {resp.status}) has a content "
+                                        "type its contract does not declare", extra={"operation": op.template})
+            stream.close()
+            stream.settle(err)
+            raise err
+    headers = forwarded_headers(resp, ex)
+    headers.popall("Content-Encoding", None)  # decoded under the caps for framing
+    headers["X-Egress-Contract"] = ex.contract
+    headers.setdefault("Cache-Control", "no-cache")
+    response = web.StreamResponse(status=resp.status, headers=headers)
+    response.enable_chunked_encoding()
+    ex.finish(resp.status)
+    cut: EgressError | None = None
+    try:
+        await response.prepare(request)
+        cut = await _pump(response, resp, op, up, ex, plan, enforce=mode == "enforce" and plan.checked,
+                          checked=plan.checked)
+    except asyncio.CancelledError as exc:  # the caller went away (handler cancellation)
+        _end(ex, stream, facts, "caller_gone", exc)
+        raise
+    except ConnectionError:  # writing to a caller that is gone
+        _end(ex, stream, facts, "caller_gone", asyncio.CancelledError())
+        return response
+    if cut is None:
+        _end(ex, stream, facts, "complete", None)
+    else:
+        _end(ex, stream, facts, cut.reason, cut)
+        ex.finish(resp.status, cut.reason)
+        try:
+            tail = error_item(plan.kind, problem_document(cut, ex))
+            await response.write(tail)
+            facts.bytes += len(tail)
+        except ConnectionError:
+            facts.end = "caller_gone"
+            return response
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        facts.end = facts.end if facts.end != "complete" else "caller_gone"
+    return response
+
+
+async def _pump(response: web.StreamResponse, resp: UpstreamResponse, op, up: Upstream, ex: Exchange,
+                plan, *, enforce: bool, checked: bool) -> EgressError | None:
+    """Forward items until the stream ends (None) or is cut (the error that cut it)."""
+    stream, facts, limits = resp.stream, ex.stream, up.limits
+    framer = framer_for(plan.kind, limits.max_event_bytes)
+    started = time.monotonic()
+    try:
+        async for chunk in stream.chunks():
+            if facts.first_byte_s is None:
+                facts.first_byte_s = time.monotonic() - started
+            out, cut = _judge(framer.feed(chunk), op, plan, limits, ex, enforce=enforce, checked=checked)
+            if out:
+                await response.write(out)
+                facts.bytes += len(out)
+            if cut is not None:
+                return cut
+            # a read from a full buffer and a write below the high-water mark never suspend: without
+            # this, one fast stream would hold the event loop while other callers wait for headers
+            await asyncio.sleep(0)
+        out, cut = _judge(framer.finish(), op, plan, limits, ex, enforce=enforce, checked=checked)
+        if out:
+            await response.write(out)
+            facts.bytes += len(out)
+        return cut
+    except ItemTooLarge:
+        ex.event("egress.limit_exceeded", limit="max_event_bytes", value=limits.max_event_bytes, item=facts.items)
+        return ResponseTooLarge(f"one item of the stream is over limits.max_event_bytes ({limits.max_event_bytes})")
+    except ResponseTooLarge as err:
+        ex.event("egress.limit_exceeded", limit="max_response_bytes", value=limits.max_response_bytes,
+                 item=facts.items)
+        return err
+    except EgressError as err:  # upstream_timeout (idle / stream / first byte), dropped, bad encoding
+        ex.event("egress.stream_cut", reason=err.reason, item=facts.items, **err.extra)
+        return err
+    except ConnectionError:  # the caller is gone: relay() ends the stream
+        raise
+    except Exception:  # a bug of ours mid-stream: end it clearly, log the type only (no payloads)
+        logging.getLogger("egress").error("unhandled error while relaying a stream", exc_info=True)
+        return EgressError("egress failed while relaying this stream; see its logs")
+
+
+def _judge(items, op, plan, limits, ex: Exchange, *, enforce: bool, checked: bool):
+    """The bytes of the items that may go out, and the error that cuts the stream (or None)."""
+    facts = ex.stream
+    out = []
+    for item in items:
+        if checked:
+            result = check_item(item, plan.schema, max_depth=limits.max_json_depth,
+                                max_violations=limits.max_violations)
+            if result.outcome == "violated":
+                facts.violations += 1
+                ex.contract = "violated"
+                violations = _record(ex, result, facts.items)
+                if enforce:
+                    error = _ENFORCE_ERRORS.get(result.reason or "contract_violation", ContractViolation)
+                    return b"".join(out), error(
+                        f"item {facts.items} of the stream of {op.template} failed its contract",
+                        extra={"violations": violations, "operation": op.template, "item": facts.items})
+        out.append(item.raw)
+        facts.items += 1
+    return b"".join(out), None
+
+
+def _record(ex: Exchange, result, index: int) -> list[dict]:
+    violations = [{"instance_path": v.instance_path, "schema_path": v.schema_path, "keyword": v.keyword,
+                   "message": v.message} for v in result.violations]
+    if ex.stream.violations <= MAX_VIOLATION_EVENTS:
+        for v in violations or [{"instance_path": "", "schema_path": "", "keyword": result.reason or ""}]:
+            ex.event("egress.contract_violation", reason=result.reason, item=index, **v)
+    return violations
+
+
+def _end(ex: Exchange, stream, facts: StreamFacts, end: str, exc: BaseException | None) -> None:
+    facts.end = end
+    ex.response_bytes = stream.decoded_bytes
+    stream.close()
+    stream.settle(exc)
+    ex.end_ns = time.time_ns()

@@ -43,6 +43,7 @@ class Exchange:
     traceparent: str | None = None  # the caller's span id, when it sent a valid traceparent
     parent_sampled: bool | None = None  # the caller's sampled flag
     denied_host: str | None = None  # the destination a refused request named (host only)
+    denied_via: str | None = None  # how it named it: proxy | host | prefix | tunnel (routes.asked_for)
     caller: str | None = None
     upstream: Upstream | None = None
     operation: str | None = None  # contract template ("GET /charges/{id}") when matched

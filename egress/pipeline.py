@@ -19,7 +19,7 @@ from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
 from egress.problem import problem_response
 from egress.respond import build_response
-from egress.routes import denied_host
+from egress.routes import asked_for
 from egress.send import bodies, resilience
 
 _DEADLINE_MARGIN = 0.05
@@ -61,9 +61,10 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     # route
     try:
         route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
-    except EgressError as err:
-        ex.denied_host = denied_host(request.raw_path, request.headers.get("Host"))
-        ex.event("egress.destination_denied", reason=err.reason, host=ex.denied_host)
+    except EgressError as err:  # record what was asked for, and who asked (never refused for that)
+        ex.denied_via, ex.denied_host = asked_for(rt.router, request.raw_path, request.headers.get("Host"))
+        ex.caller = _asking_caller(request, rt.settings.callers)
+        ex.event("egress.destination_denied", reason=err.reason, host=ex.denied_host, via=ex.denied_via)
         raise
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
@@ -112,6 +113,15 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     # respond (observe runs in handle(), after the answer is built, for errors too)
     ex.finish(resp.status)
     return build_response(resp, checked, ex, request.headers.get("Accept-Encoding"))
+
+
+def _asking_caller(request: web.BaseRequest, callers) -> str | None:
+    """The caller of a request that routing refused, for the record only (None if unproven)."""
+    try:
+        return identity.identify(request.headers.get(callers.header), callers, method=request.method,
+                                 target=request.raw_path, headers=request.headers)
+    except EgressError:
+        return None
 
 
 async def _send(client, method, target, headers, body, ex: Exchange, state, breaker, *, idempotency_key):

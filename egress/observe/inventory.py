@@ -21,7 +21,7 @@ VERSION = 1
 MAX_CALLERS = 50          # per operation
 MAX_KEYS = 100            # keywords, reasons per upstream
 MAX_DRIFT_FIELDS = 100    # per operation
-MAX_DENIED = 1000         # (host, caller) pairs tracked; the top TOP_DENIED are reported
+MAX_DENIED = 1000         # (host, caller, via) entries tracked; the top TOP_DENIED are reported
 TOP_DENIED = 50
 _HOST = re.compile(r"^[a-z0-9._:\[\]-]{1,253}$")
 
@@ -59,14 +59,14 @@ class Inventory:
     def __init__(self, configured: dict[str, dict] | None = None) -> None:
         self.configured = configured or {}      # name -> {"url", "contract", "mode"}
         self._ups: dict[str, _Upstream] = {}
-        self._denied: dict[tuple[str, str], list[int]] = {}   # (host, caller) -> [count, last_ns]
+        self._denied: dict[tuple[str, str, str], list[int]] = {}  # (host, caller, via) -> [count, last_ns]
         self.breakers: Callable[[], dict] | None = None
 
     def observe(self, ex: Exchange, operation: str) -> None:
         now = ex.end_ns or time.time_ns()
         if ex.upstream is None:
             if ex.reason == "destination_not_allowed":
-                self._deny(ex.denied_host, ex.caller, now)
+                self._deny(ex.denied_host, ex.caller, now, ex.denied_via)
             return
         u = self._ups.get(ex.upstream.name)
         if u is None:
@@ -96,10 +96,10 @@ class Inventory:
                         break
                     op.drift.add(str(f)[:256])
 
-    def _deny(self, host: str | None, caller: str | None, now: int) -> None:
+    def _deny(self, host: str | None, caller: str | None, now: int, via: str | None = None) -> None:
         host = (host or "").lower()
         host = host if _HOST.match(host) else ("(unknown)" if not host else "(invalid)")
-        key = (host, caller or "-")
+        key = (host, caller or "-", via or "-")
         entry = self._denied.get(key)
         if entry is None:
             if len(self._denied) >= MAX_DENIED:   # forget the rarest, keep the loud ones
@@ -141,7 +141,8 @@ class Inventory:
                 ],
             })
         top = sorted(self._denied.items(), key=lambda kv: -kv[1][0])[:TOP_DENIED]
-        denied = [{"host": h, "caller": c, "count": n, "last_seen": _iso(last)} for (h, c), (n, last) in top]
+        denied = [{"host": h, "via": v, "caller": c, "count": n, "last_seen": _iso(last)}
+                  for (h, c, v), (n, last) in top]
         return {"version": VERSION, "generated_at": _iso(time.time_ns()), "upstreams": upstreams,
                 "denied_destinations": denied}
 
@@ -189,6 +190,6 @@ def render_table(doc: dict) -> str:
     denied = doc.get("denied_destinations", [])
     if denied:
         out.append("denied destinations")
-        rows = [[d["host"], d["caller"], str(d["count"]), d.get("last_seen", "")] for d in denied]
-        out += ["  " + r for r in _table(rows, ["host", "caller", "count", "last_seen"])]
+        rows = [[d["host"], d.get("via", "-"), d["caller"], str(d["count"]), d.get("last_seen", "")] for d in denied]
+        out += ["  " + r for r in _table(rows, ["host", "via", "caller", "count", "last_seen"])]
     return "\n".join(out).rstrip() + "\n"

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from egress import check, credentials, identity
-from egress.errors import EgressError, OperationNotAllowed, UpstreamTimeout
+from egress.errors import EgressError, OperationNotAllowed, ShuttingDown, UpstreamTimeout
 from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
 from egress.problem import problem_response
@@ -43,6 +43,13 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
     try:
         response = await _proxy(request, generation, state, ex)
     except EgressError as err:
+        ex.finish(err.status, err.reason)
+        response = problem_response(err, ex)
+    except asyncio.CancelledError:
+        if not state.drain_cut:  # the caller went away: nothing to answer
+            raise
+        asyncio.current_task().uncancel()  # drain_timeout passed (app.py): answer, and log it
+        err = ShuttingDown("drain_timeout passed before this request finished; retry on another replica")
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
     except Exception as exc:  # a bug of ours: answer clearly, log the type only (no payloads)

@@ -32,6 +32,7 @@ class ProcessState:
         self.breakers = BreakerRegistry(on_change=self._breaker_changed)
         self.observers: list[Observer] = list(observers or ())
         self.draining = False
+        self.drain_cut = False  # drain_timeout passed: in-flight requests answer 503 shutting_down
         self.resolver = resolver
         self._budgets: dict[str, RetryBudget] = {}
         self._drift_counts: dict[tuple[str, str | None], int] = {}

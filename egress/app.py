@@ -16,7 +16,7 @@ from aiohttp import web
 from egress import pipeline
 from egress.admin import build_admin_app
 from egress.config import Settings
-from egress.generation import build_generation
+from egress.generation import Generation, build_generation
 from egress.observe.logs import log
 from egress.observe.observe import Observability
 from egress.process import ProcessState
@@ -77,9 +77,13 @@ class Running:
 
 
 async def start(settings: Settings, *, data_port: int | None = None, admin_port: int | None = None,
-                reuse_port: bool = False, resolver=None, observers=None, observability=None) -> Running:
-    """Start both listeners; ports default to the config's (0 = any free port)."""
-    generation = build_generation(settings, resolver=resolver)
+                reuse_port: bool = False, resolver=None, observers=None, observability=None,
+                generation: Generation | None = None, admin_path: str | None = None) -> Running:
+    """Start both listeners; ports default to the config's (0 = any free port).
+
+    `generation`: one compiled before the fork (workers.py); `admin_path`: a worker's private
+    admin listener (a Unix socket the aggregating parent reads) instead of admin_listen."""
+    generation = generation or build_generation(settings, resolver=resolver)
     await generation.start()
     obs = observability or Observability(settings, environ=os.environ)
     state = ProcessState(generation, resolver=resolver, observers=[*(observers or ()), obs.observe], obs=obs)
@@ -105,8 +109,11 @@ async def start(settings: Settings, *, data_port: int | None = None, admin_port:
                           reuse_port=reuse_port or None, backlog=1024).start()
         await admin_runner.setup()
         ahost, aport = settings.admin_listen
-        await web.TCPSite(admin_runner, ahost, aport if admin_port is None else admin_port,
-                          reuse_port=reuse_port or None).start()
+        if admin_path is not None:
+            await web.UnixSite(admin_runner, admin_path).start()
+        else:
+            await web.TCPSite(admin_runner, ahost, aport if admin_port is None else admin_port,
+                              reuse_port=reuse_port or None).start()
     except BaseException:  # a port in use: release everything started so far, then fail fast
         await data_runner.cleanup()
         await admin_runner.cleanup()
@@ -116,10 +123,11 @@ async def start(settings: Settings, *, data_port: int | None = None, admin_port:
     return Running(state, data_runner, admin_runner, in_flight)
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False) -> int:
-    running = await start(settings, reuse_port=reuse_port)
+async def serve(settings: Settings, *, reuse_port: bool = False, generation: Generation | None = None,
+                admin_path: str | None = None) -> int:
+    running = await start(settings, reuse_port=reuse_port, generation=generation, admin_path=admin_path)
     log(logging.INFO, "listening", data=f"{settings.listen[0]}:{running.data_port}",
-        admin=f"{settings.admin_listen[0]}:{running.admin_port}", pid=os.getpid(),
+        admin=admin_path or f"{settings.admin_listen[0]}:{running.admin_port}", pid=os.getpid(),
         upstreams=[up.name for up in settings.upstreams])
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again

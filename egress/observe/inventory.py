@@ -129,6 +129,7 @@ class Inventory:
                 "by_status_class": dict(sorted(u.status.items())),
                 "reasons": dict(sorted(u.reasons.items())),
                 "contract_coverage": round(u.matched / u.calls, 4) if u.calls else None,
+                "matched_calls": u.matched,
                 "violations_by_keyword": dict(sorted(u.violations.items())),
                 "breakers": {k: v for k, v in sorted(breakers.items()) if k.split("|", 1)[0] == name},
                 "last_seen": _iso(u.last_ns) or None,

@@ -6,7 +6,7 @@ Floors, lowest first (a module may import its own floor and the floors below it)
   2 stages        routes, identity/, sanitize, credentials/, send/, check, respond, problem
   3 around        observe/ (the rest), generation
   4 composition   process, pipeline
-  5 listeners     admin, app
+  5 listeners     admin, app, workers
   6 entry points  cli, __main__
 """
 
@@ -27,7 +27,7 @@ FLOORS = [
     ("egress.send", 2), ("egress.check", 2), ("egress.respond", 2), ("egress.problem", 2),
     ("egress.observe", 3), ("egress.generation", 3),
     ("egress.process", 4), ("egress.pipeline", 4),
-    ("egress.admin", 5), ("egress.app", 5),
+    ("egress.admin", 5), ("egress.app", 5), ("egress.workers", 5),
     ("egress.cli", 6), ("egress.__main__", 6),
 ]
 

@@ -21,7 +21,7 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
-# pip's config for this stage; scripts/image points it at a mounted wheelhouse (offline build)
+# pip's config for this stage (scripts/image mounts one naming the CA bundle the host trusts)
 ARG PIP_CONFIG_FILE=/dev/null
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -1,7 +1,7 @@
 """`egress contracts check UPSTREAM METHOD PATH STATUS FILE`: judge a saved body offline.
 
-Exit codes: 0 valid, 1 violated (one line per problem), 2 no such operation, 3 unreadable file
-or no response declared for the status.
+Exit codes: 0 valid, 1 violated (one line per problem), 2 usage: no such operation, no response
+declared for the status, or an unreadable file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
     try:
         body = file.read_bytes()
     except OSError as exc:
-        return 3, [f"cannot read {file}: {exc.strerror}"]
+        return 2, [f"cannot read {file}: {exc.strerror}"]
     if content_type is None:
         content_type = "application/json" if file.suffix.lower() == ".json" else mimetypes.guess_type(file.name)[0]
     result = op.check(status, content_type, body, drift=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -22,6 +23,14 @@ from egress.store import MemoryStore, open_store
 
 Observer = Callable[[Exchange], None]
 DRIFT_SAMPLES_PER_OPERATION = 50
+
+
+_KEY_PATH = re.compile(r"^[A-Za-z_][\w\-]*(?:\[\d+\]|\.[A-Za-z_][\w\-]*)*")
+
+
+def problem_keys(problems: list[str]) -> list[str]:
+    """The key paths config problems name (`upstreams[0].timeout.total`), never their values."""
+    return sorted({m.group(0) if (m := _KEY_PATH.match(p)) else "(unnamed)" for p in problems})[:50]
 
 
 class ProcessState:
@@ -119,7 +128,7 @@ class ProcessState:
                 settings = load_settings(path, os.environ)
                 generation = build_generation(settings, resolver=self.resolver)
             except ConfigError as exc:
-                log(logging.ERROR, "reload refused", problems=len(exc.problems))
+                log(logging.ERROR, "reload refused", problems=len(exc.problems), keys=problem_keys(exc.problems))
                 return exc.problems
             await generation.start()
             old, self.generation = self.generation, generation

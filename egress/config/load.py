@@ -76,7 +76,7 @@ def _schema_problems(doc: Any) -> list[str]:
     for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
         where = key_path(path)
-        if _SECRET_KEYS & {str(p) for p in path}:
+        if _SECRET_KEYS & {str(p) for p in path} and err.validator not in ("additionalProperties", "required"):
             problems.append(f"{where} is invalid ({err.validator} {err.validator_value!r}; value hidden)")
         elif err.validator == "additionalProperties":
             problems.append(f"{where}: {err.message}")

@@ -26,7 +26,7 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
         content_type = "application/json" if file.suffix.lower() == ".json" else mimetypes.guess_type(file.name)[0]
     result = op.check(status, content_type, body, drift=True)
     if result.outcome == "unmatched":
-        return 3, [f"{op.template}: no response declared for status {status}"]
+        return 2, [f"{op.template}: no response declared for status {status}"]
     lines = [f"{op.template} {status}: {result.outcome}" + (f" ({result.reason})" if result.reason else "")]
     if result.detail:
         lines.append(f"  {result.detail}")

@@ -17,6 +17,7 @@ from yarl import URL
 
 from egress.config import Settings, Upstream
 from egress.errors import DestinationNotAllowed, TunnelNotAllowed
+from egress.observe.templating import template_segment
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -160,7 +161,7 @@ def asked_for(router: Router, target: str, host_header: str | None) -> tuple[str
 
     `proxy`: the absolute-form host; `tunnel`: the CONNECT host; `host`: a Host header naming a
     configured upstream's host (wrong port or path); `prefix`: the first path segment (the
-    upstream name it asked for).  Lower-cased and bounded; never the path or query."""
+    upstream name it asked for; `{id}` when it looks like an identifier or a token).  Lower-cased and bounded; never the path or query."""
     if "://" in target:
         return "proxy", denied_host(target, None)
     if not target.startswith("/"):
@@ -168,5 +169,6 @@ def asked_for(router: Router, target: str, host_header: str | None) -> tuple[str
     host, port = _split_host(host_header or "")
     if router._names_upstream(host, port):
         return "host", host[:253]
-    name = unquote(target[1:].split("?", 1)[0].split("/", 1)[0]).lower()
+    # a segment that looks like an identifier or a token is never recorded as such: `{id}`
+    name = template_segment(target[1:].split("?", 1)[0].split("/", 1)[0]).lower()
     return "prefix", name[:64] or "(none)"

@@ -11,7 +11,8 @@ def _cases(provider_port: int):
     return [
         # (request path or absolute URL, extra headers, caller, expected host, via, caller)
         ("/evil/exfiltrate?q=secret", {}, "checkout", "evil", "prefix", "checkout"),
-        ("/Evil%2Dtwin/x", {}, "billing", "evil-twin", "prefix", "billing"),
+        ("/Evil/x", {}, "billing", "evil", "prefix", "billing"),
+        ("/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln/x", {}, "checkout", "(invalid)", "prefix", "checkout"),  # a token: {id}
         ("http://api.unknown.example/v1/x?token=t0p", {}, "checkout", "api.unknown.example", "proxy", "checkout"),
         ("/other/path", {"Host": f"127.0.0.1:{provider_port}"}, "checkout", "127.0.0.1", "host", "checkout"),
         ("/evil/x", {}, None, "evil", "prefix", "-"),                 # no caller header: "-"
@@ -20,11 +21,11 @@ def _cases(provider_port: int):
     ]
 
 
-CASE_IDS = ["prefix", "prefix-percent-encoded", "absolute-form", "host-header-wrong-path",
+CASE_IDS = ["prefix", "prefix-lower-cased", "prefix-token-never-recorded", "absolute-form", "host-header-wrong-path",
             "caller-missing", "caller-malformed", "caller-not-in-any-allowlist"]
 
 
-@pytest.mark.parametrize("index", range(7), ids=CASE_IDS)
+@pytest.mark.parametrize("index", range(8), ids=CASE_IDS)
 async def test_denied_destination_records_target_and_caller(proxy, provider, index):
     p = await provider()
     target, headers, caller, host, via, who = _cases(p.port)[index]
@@ -45,5 +46,5 @@ async def test_denied_destination_records_target_and_caller(proxy, provider, ind
     assert inv["denied_destinations"] == [
         {"host": host, "via": via, "caller": who, "count": 1, "last_seen": inv["denied_destinations"][0]["last_seen"]}]
     text = orjson.dumps(inv).decode()
-    for secret in ("secret", "t0p", "exfiltrate"):  # never the path or the query
+    for secret in ("secret", "t0p", "exfiltrate", "eyJ"):  # never the path, the query or a token
         assert secret not in text

@@ -3,6 +3,7 @@ worker; start-up does not depend on the working directory; SIGTERM and reload re
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -150,3 +151,25 @@ def test_bad_contract_fails_in_the_parent_before_any_fork(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("upstreams[0].contract") == 1  # once: compiled in the parent only
     assert "Traceback" not in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+async def test_a_worker_that_dies_stops_the_set_and_the_parent_exits_1(workers):
+    kids = _children(workers.proc.pid)
+    assert len(kids) == 2
+    os.kill(kids[0], signal.SIGKILL)  # ours: a child of the egress we started
+    code = await asyncio.to_thread(workers.proc.wait, 20)
+    assert code == 1
+    assert not Path(f"/proc/{kids[1]}").exists() or "Z" in Path(f"/proc/{kids[1]}/stat").read_text().split(")")[1][:3]
+    assert '"worker exited; stopping the others"' in workers.logs()

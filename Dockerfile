@@ -16,16 +16,19 @@
 #     -v "$PWD/deploy/k8s/base/contracts:/etc/egress/contracts:ro" \
 #     -e PAYMENTS_TOKEN=... egress:dev
 #
-# Both stages MUST use the same base (the venv's interpreter path is /usr/local/bin/python3.11).
+# Both stages MUST use the same base (the venv links to its interpreter: /usr/local/bin/python3
+# on the python image, /usr/bin/python3 on a Debian-made base; scripts/image builds on one).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# pip's config for this stage (scripts/image mounts one naming the CA bundle the host trusts)
+ARG PIP_CONFIG_FILE=/dev/null
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ONLY_BINARY=:all: \
     PIP_NO_BINARY=egress
 WORKDIR /src
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY egress/ egress/
 # --only-binary for dependencies: a dependency without a wheel fails the build here
@@ -55,6 +58,6 @@ EXPOSE 8080 9090
 # right whether admin_listen is 127.0.0.1:9090 or 0.0.0.0:9090 (the check runs inside
 # the container).  Kubernetes ignores HEALTHCHECK and uses the Deployment's probes.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['EGRESS_HEALTHCHECK_URL'], timeout=2)"]
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['EGRESS_HEALTHCHECK_URL'], timeout=2)"]
 # Exec form: egress is PID 1 and receives SIGTERM (drain) and SIGHUP (reload) itself.
 ENTRYPOINT ["egress", "serve"]

@@ -73,8 +73,11 @@ def main() -> None:
              {"X-Egress-Caller": "reporting"})
         call("7. an operation the contract does not list (unmatched: block): 403, nothing sent",
              "DELETE", "/payments/charges/ch_1", caller)
-        print("\nDone. Admin endpoints while it runs: http://127.0.0.1:9090/healthz, /readyz, /metrics,"
-              " /admin/inventory")
+        from egress.observe.inventory import fetch, render_table
+        print("\n== what egress recorded (GET http://127.0.0.1:9090/admin/inventory, as a table)")
+        print(render_table(fetch("http://127.0.0.1:9090")))
+        print("Done: egress and the partner are stopped now. To keep both running, with the admin"
+              " endpoints (/healthz, /readyz, /metrics, /admin/inventory): scripts/serve")
     finally:
         for proc in (proxy, partner):
             proc.terminate()

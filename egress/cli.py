@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from egress.config import load_settings
 from egress.errors import ConfigError
 
 DEFAULT_CONFIG = "config/egress.yaml"
+DESCRIPTION = ("An outbound proxy for third-party API calls: strips internal tokens, injects partner "
+               "credentials, validates responses against contracts. See README.md and docs/.")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -53,7 +54,8 @@ def cmd_serve(args) -> int:
     if settings is None:
         return 1
     if args.workers > 1:
-        return _supervise(args)
+        from egress.workers import run
+        return run(settings, args.workers)
     from egress.app import serve
     try:
         return asyncio.run(serve(settings, reuse_port=args.reuse_port))
@@ -64,24 +66,6 @@ def cmd_serve(args) -> int:
     except OSError as exc:
         print(f"egress: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
-
-
-def _supervise(args) -> int:
-    """N worker processes share the ports (SO_REUSEPORT); signals are passed on to them."""
-    import signal
-    cmd = [sys.executable, "-m", "egress", "serve", "--config", args.config, "--reuse-port"]
-    env = {**os.environ, "EGRESS_WORKERS": str(args.workers)}   # memory-store limits: 1/N each
-    procs = [subprocess.Popen(cmd, env=env) for _ in range(args.workers)]
-
-    def forward(signum, _frame):
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    codes = [proc.wait() for proc in procs]
-    return max(codes)
 
 
 def cmd_contracts_lint(args) -> int:
@@ -166,11 +150,12 @@ def cmd_inventory(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="egress", description=__doc__)
+    parser = argparse.ArgumentParser(prog="egress", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the proxy")
     _config_arg(p)
-    p.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the data port; compiled once, forked; "
+                   "the admin port adds up all workers (default 1)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("check-config", help="validate config and contracts; exit 0 or list every error")

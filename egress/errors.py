@@ -200,3 +200,8 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class ShuttingDown(EgressError):
+    """SIGTERM's drain_timeout passed while the request was in flight (app.py: the drain)."""
+    status, reason, title = 503, "shutting_down", "Egress is shutting down"

@@ -55,6 +55,7 @@ class Exchange:
     traceparent: str | None = None  # the caller's span id, when it sent a valid traceparent
     parent_sampled: bool | None = None  # the caller's sampled flag
     denied_host: str | None = None  # the destination a refused request named (host only)
+    denied_via: str | None = None  # how it named it: proxy | host | prefix | tunnel (routes.asked_for)
     caller: str | None = None
     grant: tuple[str, str] | None = None  # (grantee, entry) that allowed this operation (identity/grants.py)
     upstream: Upstream | None = None

@@ -14,12 +14,12 @@ import time
 from aiohttp import web
 
 from egress import check, identity, stream_respond
-from egress.errors import EgressError, OperationNotAllowed, UpstreamTimeout
+from egress.errors import EgressError, OperationNotAllowed, ShuttingDown, UpstreamTimeout
 from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
 from egress.problem import problem_response
 from egress.respond import build_response
-from egress.routes import denied_host
+from egress.routes import asked_for
 from egress.send import bodies, resilience
 
 _DEADLINE_MARGIN = 0.05
@@ -45,15 +45,20 @@ async def handle(request: web.BaseRequest, state) -> web.StreamResponse:
     except EgressError as err:
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
+    except asyncio.CancelledError:
+        if not state.drain_cut:  # the caller went away: nothing to answer; a stream it read is recorded
+            if ex.stream is not None:
+                state.observe(ex)
+            raise
+        asyncio.current_task().uncancel()  # drain_timeout passed (app.py): answer, and log it
+        err = ShuttingDown("drain_timeout passed before this request finished; retry on another replica")
+        ex.finish(err.status, err.reason)
+        response = problem_response(err, ex)
     except Exception as exc:  # a bug of ours: answer clearly, log the type only (no payloads)
         logging.getLogger("egress").error("unhandled error in pipeline", exc_info=exc)
         err = EgressError("egress failed to handle this request; see its logs")
         ex.finish(err.status, err.reason)
         response = problem_response(err, ex)
-    except asyncio.CancelledError:  # the caller went away; a stream it was reading is recorded
-        if ex.stream is not None:
-            state.observe(ex)
-        raise
     finally:
         generation.in_flight -= 1
         if ex.permit is not None:
@@ -67,9 +72,10 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     # route
     try:
         route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
-    except EgressError as err:
-        ex.denied_host = denied_host(request.raw_path, request.headers.get("Host"))
-        ex.event("egress.destination_denied", reason=err.reason, host=ex.denied_host)
+    except EgressError as err:  # record what was asked for, and who asked (never refused for that)
+        ex.denied_via, ex.denied_host = asked_for(rt.router, request.raw_path, request.headers.get("Host"))
+        ex.caller = await _asking_caller(request, rt)
+        ex.event("egress.destination_denied", reason=err.reason, host=ex.denied_host, via=ex.denied_via)
         raise
     up = ex.upstream = route.upstream
     ex.target_kind, ex.path = route.via, route.path or "/"
@@ -133,6 +139,14 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     # respond (observe runs in handle(), after the answer is built, for errors too)
     ex.finish(resp.status)
     return build_response(resp, checked, ex, request.headers.get("Accept-Encoding"))
+
+
+async def _asking_caller(request: web.BaseRequest, rt) -> str | None:
+    """The caller of a request that routing refused, for the record only (None if unproven)."""
+    try:
+        return (await rt.identity.identify(request)).name
+    except EgressError:
+        return None
 
 
 async def _send(client, method, target, headers, body, ex: Exchange, state, breaker, *, idempotency_key,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -28,6 +29,14 @@ Observer = Callable[[Exchange], None]
 DRIFT_SAMPLES_PER_OPERATION = 50
 
 
+_KEY_PATH = re.compile(r"^[A-Za-z_][\w\-]*(?:\[\d+\]|\.[A-Za-z_][\w\-]*)*")
+
+
+def problem_keys(problems: list[str]) -> list[str]:
+    """The key paths config problems name (`upstreams[0].timeout.total`), never their values."""
+    return sorted({m.group(0) if (m := _KEY_PATH.match(p)) else "(unnamed)" for p in problems})[:50]
+
+
 class ProcessState:
     def __init__(self, generation: Generation, *, observers: list[Observer] | None = None, resolver=None,
                  obs=None) -> None:
@@ -36,6 +45,7 @@ class ProcessState:
         self.breakers = BreakerRegistry(on_change=self._breaker_changed)
         self.observers: list[Observer] = list(observers or ())
         self.draining = False
+        self.drain_cut = False  # drain_timeout passed: in-flight requests answer 503 shutting_down
         self.resolver = resolver
         self._budgets: dict[str, RetryBudget] = {}
         self._drift_counts: dict[tuple[str, str | None], int] = {}
@@ -132,7 +142,7 @@ class ProcessState:
                 settings = load_settings(path, os.environ)
                 generation = build_generation(settings, resolver=self.resolver)
             except ConfigError as exc:
-                log(logging.ERROR, "reload refused", problems=len(exc.problems))
+                log(logging.ERROR, "reload refused", problems=len(exc.problems), keys=problem_keys(exc.problems))
                 return exc.problems
             generation.inherit(self.generation)
             await generation.start()

@@ -20,6 +20,7 @@ from yarl import URL
 
 from egress.config import Settings, Upstream
 from egress.errors import BadRequest, DestinationNotAllowed, MethodNotAllowed, TunnelNotAllowed
+from egress.observe.templating import template_segment
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # what partner APIs use; TRACE/TRACK (echo the request, credential included), DEBUG, WebDAV... are refused
@@ -175,3 +176,21 @@ def denied_host(target: str, host_header: str | None) -> str:
         authority = host_header or ""
     host, _ = _split_host(authority)
     return host[:253] or "(none)"
+
+
+def asked_for(router: Router, target: str, host_header: str | None) -> tuple[str, str]:
+    """What a refused request asked for, for the inventory's denied destinations: (via, name).
+
+    `proxy`: the absolute-form host; `tunnel`: the CONNECT host; `host`: a Host header naming a
+    configured upstream's host (wrong port or path); `prefix`: the first path segment (the
+    upstream name it asked for; `{id}` when it looks like an identifier or a token).  Lower-cased and bounded; never the path or query."""
+    if "://" in target:
+        return "proxy", denied_host(target, None)
+    if not target.startswith("/"):
+        return "tunnel", denied_host(target, None)
+    host, port = _split_host(host_header or "")
+    if router._names_upstream(host, port):
+        return "host", host[:253]
+    # a segment that looks like an identifier or a token is never recorded as such: `{id}`
+    name = template_segment(target[1:].split("?", 1)[0].split("/", 1)[0]).lower()
+    return "prefix", name[:64] or "(none)"

@@ -85,8 +85,9 @@ def describe(err: jsonschema.ValidationError) -> str:
     if v == "additionalProperties":
         extra = sorted(k for k in err.instance if k not in err.schema.get("properties", {})) \
             if isinstance(err.instance, dict) else []
-        names = ", ".join(repr(k) if not secret and _SAFE_WORD.fullmatch(str(k)) else "(a key, hidden)"
-                          for k in extra)
+        # a key is named when it reads as a (misspelled) key word, also under a credential: a
+        # secret written as a key is no short word of letters
+        names = ", ".join(repr(k) if _SAFE_WORD.fullmatch(str(k)) else "(a key, hidden)" for k in extra)
         return f"{where}: unknown key(s) {names}"
     if v == "required":
         missing = [k for k in expected if isinstance(err.instance, dict) and k not in err.instance]

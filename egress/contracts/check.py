@@ -1,8 +1,8 @@
 """`egress contracts check UPSTREAM METHOD PATH STATUS FILE`: judge a saved body offline.
 
-Exit codes: 0 valid, 1 violated (one line per problem), 2 no such operation, 3 unreadable file
-or no response declared for the status.  A stream (`.sse`, `.ndjson`, `.jsonl`, or a sequential
-`--content-type`) is framed and each item checked, as the proxy does.
+Exit codes: 0 valid, 1 violated (one line per problem), 2 usage: no such operation, no response
+declared for the status, or an unreadable file.  A stream (`.sse`, `.ndjson`, `.jsonl`, or a
+sequential `--content-type`) is framed and each item checked, as the proxy does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
     try:
         body = file.read_bytes()
     except OSError as exc:
-        return 3, [f"cannot read {file}: {exc.strerror}"]
+        return 2, [f"cannot read {file}: {exc.strerror}"]
     if content_type is None:
         suffix = file.suffix.lower()
         content_type = _STREAM_SUFFIXES.get(suffix) or (
@@ -35,7 +35,7 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
         return _check_stream(op.template, status, plan, body)
     result = op.check(status, content_type, body, drift=True)
     if result.outcome == "unmatched":
-        return 3, [f"{op.template}: no response declared for status {status}"]
+        return 2, [f"{op.template}: no response declared for status {status}"]
     lines = [f"{op.template} {status}: {result.outcome}" + (f" ({result.reason})" if result.reason else "")]
     if result.detail:
         lines.append(f"  {result.detail}")
@@ -46,7 +46,7 @@ def check_file(contract: Contract, method: str, path: str, status: int, file: Pa
 
 def _check_stream(template: str, status: int, plan, body: bytes) -> tuple[int, list[str]]:
     if plan.outcome == "unmatched":
-        return 3, [f"{template}: no response declared for status {status}"]
+        return 2, [f"{template}: no response declared for status {status}"]
     if plan.reason is not None:
         return 1, [f"{template} {status}: violated ({plan.reason})"]
     framer = framer_for(plan.kind, len(body) + 1)

@@ -23,7 +23,7 @@ MAX_CALLERS = 50          # per operation
 MAX_KEYS = 100            # keywords, reasons per upstream
 MAX_GRANTS = 1000         # (grantee, entry, caller) triples per upstream
 MAX_DRIFT_FIELDS = 100    # per operation
-MAX_DENIED = 1000         # (host, caller) pairs tracked; the top TOP_DENIED are reported
+MAX_DENIED = 1000         # (host, caller, via) entries tracked; the top TOP_DENIED are reported
 TOP_DENIED = 50
 _HOST = re.compile(r"^[a-z0-9._:\[\]-]{1,253}$")
 
@@ -62,7 +62,7 @@ class Inventory:
     def __init__(self, configured: dict[str, dict] | None = None) -> None:
         self.configured = configured or {}      # name -> {"url", "contract", "mode"}
         self._ups: dict[str, _Upstream] = {}
-        self._denied: dict[tuple[str, str], list[int]] = {}   # (host, caller) -> [count, last_ns]
+        self._denied: dict[tuple[str, str, str], list[int]] = {}  # (host, caller, via) -> [count, last_ns]
         self.breakers: Callable[[], dict] | None = None
         self.suspensions: Callable[[], list] | None = None   # the kill switch's active records
         self.limits: Callable[[], dict] | None = None   # send/limits.py: usage against limits
@@ -71,7 +71,7 @@ class Inventory:
         now = ex.end_ns or time.time_ns()
         if ex.upstream is None:
             if ex.reason == "destination_not_allowed":
-                self._deny(ex.denied_host, ex.caller, now)
+                self._deny(ex.denied_host, ex.caller, now, ex.denied_via)
             return
         u = self._ups.get(ex.upstream.name)
         if u is None:
@@ -103,10 +103,10 @@ class Inventory:
                         break
                     op.drift.add(str(f)[:256])
 
-    def _deny(self, host: str | None, caller: str | None, now: int) -> None:
+    def _deny(self, host: str | None, caller: str | None, now: int, via: str | None = None) -> None:
         host = (host or "").lower()
         host = host if _HOST.match(host) else ("(unknown)" if not host else "(invalid)")
-        key = (host, caller or "-")
+        key = (host, caller or "-", via or "-")
         entry = self._denied.get(key)
         if entry is None:
             if len(self._denied) >= MAX_DENIED:   # forget the rarest, keep the loud ones
@@ -140,6 +140,7 @@ class Inventory:
                 "by_status_class": dict(sorted(u.status.items())),
                 "reasons": dict(sorted(u.reasons.items())),
                 "contract_coverage": round(u.matched / u.calls, 4) if u.calls else None,
+                "matched_calls": u.matched,
                 "violations_by_keyword": dict(sorted(u.violations.items())),
                 "breakers": {k: v for k, v in sorted(breakers.items()) if k.split("|", 1)[0] == name},
                 "limits": limits.get(name, {}),
@@ -158,7 +159,8 @@ class Inventory:
             entry["suspended"] = next((s for s in suspended if s["target"] == "upstream"
                                        and s["name"] == entry["name"]), None)
         top = sorted(self._denied.items(), key=lambda kv: -kv[1][0])[:TOP_DENIED]
-        denied = [{"host": h, "caller": c, "count": n, "last_seen": _iso(last)} for (h, c), (n, last) in top]
+        denied = [{"host": h, "via": v, "caller": c, "count": n, "last_seen": _iso(last)}
+                  for (h, c, v), (n, last) in top]
         return {"version": VERSION, "generated_at": _iso(time.time_ns()), "upstreams": upstreams,
                 "denied_destinations": denied, "suspended": suspended}
 
@@ -217,6 +219,6 @@ def render_table(doc: dict) -> str:
     denied = doc.get("denied_destinations", [])
     if denied:
         out.append("denied destinations")
-        rows = [[d["host"], d["caller"], str(d["count"]), d.get("last_seen", "")] for d in denied]
-        out += ["  " + r for r in _table(rows, ["host", "caller", "count", "last_seen"])]
+        rows = [[d["host"], d.get("via", "-"), d["caller"], str(d["count"]), d.get("last_seen", "")] for d in denied]
+        out += ["  " + r for r in _table(rows, ["host", "via", "caller", "count", "last_seen"])]
     return "\n".join(out).rstrip() + "\n"

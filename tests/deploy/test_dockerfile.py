@@ -148,7 +148,7 @@ def test_healthcheck_probes_the_admin_port_with_python(final):
     (check,) = final.all("HEALTHCHECK")
     _, _, command = check.partition("CMD")
     argv = json.loads(command.strip())
-    assert argv[0] == "python", "slim images have no curl: use the interpreter"
+    assert argv[0] == "python3", "slim images have no curl: use the interpreter"
     env = " ".join(final.all("ENV"))
     assert "127.0.0.1:9090/healthz" in " ".join(argv) + env
 

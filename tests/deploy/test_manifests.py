@@ -217,8 +217,10 @@ def test_probes_hit_the_admin_port(proxy, base_objects, probe, path):
 def test_grace_period_outlasts_prestop_and_drain(deployment, proxy, base_objects):
     drain = float(config_of(base_objects).get("drain_timeout", 10.0))  # 10 s: the product default
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
-    assert grace > prestop_sleep_seconds(proxy) + drain, \
-        f"terminationGracePeriodSeconds {grace} must exceed preStop + drain_timeout {drain}"
+    from egress.app import FLUSH_TIMEOUT  # the drain is bounded: drain_timeout, then at most this
+    otlp_flush = 2.0
+    assert grace > prestop_sleep_seconds(proxy) + drain + FLUSH_TIMEOUT + otlp_flush, \
+        f"terminationGracePeriodSeconds {grace} must exceed preStop + drain_timeout {drain} + flush (docs/deploy.md 6)"
 
 
 def test_partner_credentials_come_from_a_required_secret(proxy):

@@ -7,7 +7,7 @@ Floors, lowest first (a module may import its own floor and the floors below it)
                   stream_respond
   3 around        observe/ (the rest), generation
   4 composition   process, pipeline
-  5 listeners     admin, admin_auth, app
+  5 listeners     admin, admin_auth, app, workers
   6 entry points  cli, __main__
 """
 
@@ -29,7 +29,7 @@ FLOORS = [
     ("egress.stream_respond", 2),
     ("egress.observe", 3), ("egress.generation", 3),
     ("egress.process", 4), ("egress.pipeline", 4),
-    ("egress.admin", 5), ("egress.admin_auth", 5), ("egress.app", 5),
+    ("egress.admin", 5), ("egress.admin_auth", 5), ("egress.app", 5), ("egress.workers", 5),
     ("egress.cli", 6), ("egress.__main__", 6),
 ]
 

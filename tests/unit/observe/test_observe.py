@@ -155,7 +155,7 @@ def test_inventory_bounds_callers_and_denied():
     [op] = doc["upstreams"][0]["operations"]
     assert len(op["callers"]) == inv_mod.MAX_CALLERS + 1 and op["callers"]["other"] == 150
     assert len(doc["denied_destinations"]) == inv_mod.TOP_DENIED
-    assert doc["denied_destinations"][0] == {"host": "evil.example", "caller": "checkout", "count": 1500,
+    assert doc["denied_destinations"][0] == {"host": "evil.example", "via": "-", "caller": "checkout", "count": 1500,
                                              "last_seen": doc["denied_destinations"][0]["last_seen"]}
     assert len(obs.inventory._denied) <= inv_mod.MAX_DENIED
 

@@ -1,8 +1,12 @@
 """The side-by-side benchmark (run it with `bench/run`, which installs wrk, nginx, Prism, py-spy).
 
 Scenarios, in this order, against one fake provider (nginx serving static JSON):
+  cost rows    bench/cost_rows.py on the proxy's CPU: the floor's parse+validate µs, contract
+               size, observer, identity (rate-limit and SSE rows: placeholders)
   preflight    every target answers every body as expected (valid: 200, invalid: refused)
-  throughput   wrk -t1 -c32, round-robin over targets x bodies, N rounds: req/s, p50, p99
+  throughput   wrk -t1 -c32, round-robin over targets x bodies, N rounds: req/s, p50, p99,
+               the proxy's CPU µs per request (/proc, its process tree) and the ratio to the
+               floor (the forwarder's CPU µs/request + in-process parse + validate, same run)
   violations   egress and Prism on the invalid twins (the refusal path)
   open loop    300 req/s from bench/openloop.py: latency egress adds over direct
   profile      py-spy on egress (1 worker) under wrk: where the time goes

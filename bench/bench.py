@@ -187,8 +187,10 @@ class Bench:
                "--json", str(out)]
         done = subprocess.run((["taskset", "-c", self.cpus("proxy")] if self.cpus("proxy") else []) + cmd,
                               capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            raise RuntimeError(f"cost_rows.py failed: {done.stderr[-500:]}")
+        if done.returncode != 0:  # the proxies' rows still come; without a floor ratio
+            self.out["notes"].append(f"cost rows failed (no floor ratio): {done.stderr.strip()[-300:]}")
+            say(f"cost rows FAILED (no floor ratio in this run): {done.stderr.strip()[-300:]}")
+            return
         self.out["cost_rows"] = rows = json.loads(out.read_text())
         say("cost rows: " + ", ".join(f"{k} {v:.1f} us" for k, v in rows["floor_parse_validate_us"].items())
             + "; " + ", ".join(f"{k} {v:.1f} us" for k, v in rows["contract_us"].items()))

@@ -177,3 +177,8 @@ class ForeignCpu:
             waited = time.monotonic() - start
             if cores < threshold or waited >= max_wait:
                 return waited, cores
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by pid and its live descendants (worker processes)."""
+    return _our_ticks(pid) / _TICK

@@ -2,10 +2,17 @@
 
 Only egress-written fields are logged; callers of `log()` pass names, counts and reasons,
 never header values, tokens, credentials or payload values.
+
+The access log (`log_fast`) is written in batches: the lines of one event-loop iteration
+(every exchange that finished in it) go out in one write(2) at the start of the next one,
+instead of one line-buffered write per request; `flush()` writes what is pending (a `log()`
+line, `setup_logging` and process exit flush first, so lines keep their order).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -14,6 +21,9 @@ import orjson
 
 LOGGER = logging.getLogger("egress")
 _FAST: dict = {"stream": None}  # set by setup_logging: the stream our one JSON handler writes to
+_PENDING: list[bytes] = []  # access-log lines not yet written (one event-loop iteration's)
+MAX_PENDING = 512  # lines: written at once beyond this, whatever the loop does
+_SECOND: list = [-1, ""]  # the last whole second formatted by _timestamp, and its text
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,6 +43,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
+    flush()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -43,7 +54,36 @@ def setup_logging(level: str = "info") -> None:
 
 
 def _timestamp(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    second = int(now)
+    if second != _SECOND[0]:  # strftime once a second, not once a line
+        _SECOND[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_SECOND[1]}.{int(now * 1000) % 1000:03d}Z"
+
+
+def flush() -> None:
+    """Write the pending access-log lines in one call (a failing stream drops them, as
+    logging's handlers do: a log line never fails a request)."""
+    if not _PENDING:
+        return
+    data = b"\n".join(_PENDING) + b"\n"
+    _PENDING.clear()
+    stream = _FAST["stream"]
+    if stream is None:
+        return
+    try:
+        raw = getattr(stream, "buffer", None)
+        if raw is not None:
+            stream.flush()  # whatever logging wrote through the text layer goes first
+            raw.write(data)
+            raw.flush()
+        else:
+            stream.write(data.decode())
+            stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+atexit.register(flush)
 
 
 def log_fast(msg: str, fields: dict) -> None:
@@ -57,9 +97,18 @@ def log_fast(msg: str, fields: dict) -> None:
         return
     doc = {"ts": _timestamp(time.time()), "level": "info", "logger": "egress", "msg": msg}
     doc.update(fields)
-    stream.write(orjson.dumps(doc, default=str).decode() + "\n")
+    _PENDING.append(orjson.dumps(doc, default=str))
+    if len(_PENDING) == 1:
+        try:
+            asyncio.get_running_loop().call_soon(flush)
+        except RuntimeError:  # no event loop (a CLI command, a test): write now
+            flush()
+    elif len(_PENDING) >= MAX_PENDING:
+        flush()
 
 
 def log(level: int, msg: str, **fields) -> None:
     if LOGGER.isEnabledFor(level):
+        if _PENDING:
+            flush()
         LOGGER.log(level, msg, extra={"fields": fields})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
+import threading
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -27,9 +27,28 @@ def rss_bytes(pid: int | str = "self") -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def peak_rss_bytes() -> int:
-    """This process's high-water mark (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+class RssWatch:
+    """The peak RSS growth of ONE scenario: a thread samples /proc/self/statm every `interval`
+    seconds from construction until `growth()` (the process's lifetime peak, ru_maxrss, would hide
+    any growth below an earlier test's peak)."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.baseline = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    def growth(self) -> int:
+        """Stop sampling; the highest RSS seen minus the RSS at the start."""
+        self._stop.set()
+        self._thread.join(1.0)
+        self.peak = max(self.peak, rss_bytes())
+        return self.peak - self.baseline
 
 
 def open_fds(pid: int | str = "self") -> int:

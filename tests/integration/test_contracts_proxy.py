@@ -30,8 +30,9 @@ def write_contract(tmp_path, *, mode_override=None, extra_ops=None):
 
 
 def handler_for(body: bytes, content_type="application/json", status=200):
-    async def handler(request):
-        return web.Response(body=body, status=status, headers={"Content-Type": content_type})
+    async def handler(request):   # `?s=NNN` picks the status the provider answers with
+        return web.Response(body=body, status=int(request.query.get("s", status)),
+                            headers={"Content-Type": content_type})
     return handler
 
 
@@ -71,7 +72,8 @@ MODES = [
     ("unmatched-allow", GOOD, "application/json", {"unmatched": "allow"}, "/pay/refunds", 200, "unmatched", None),
     ("unmatched-block", GOOD, "application/json", {"unmatched": "block"}, "/pay/refunds", 403, None,
      "operation_not_allowed"),
-    ("undeclared-status", GOOD, "application/json", {}, "/pay/charges/ch_1?s=500", 200, "valid", None),
+    # 500 is neither declared nor in a declared range (200, 4XX): passed, but marked unmatched
+    ("undeclared-status", GOOD, "application/json", {}, "/pay/charges/ch_1?s=500", 500, "unmatched", None),
 ]
 
 

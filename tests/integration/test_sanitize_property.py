@@ -103,3 +103,69 @@ def test_internal_token_never_reaches_provider(live, placement):
     assert PAYLOAD_SEGMENT not in urllib.parse.unquote(seen.path_qs)
     if where.startswith("query"):
         assert "keep=1" in seen.path_qs  # only the token's parameter was dropped
+
+
+# ------------------------------------------------------------------ configured names, ordinary values
+# Not only JWTs: a header or query parameter NAMED in config is stripped whatever its value, in
+# any case, repeated, and (query) with its name percent-encoded byte by byte.
+
+STRIP_HEADERS = ["authorization", "cookie", "proxy-authorization", "x-internal-*", "x-forwarded-for",
+                 "forwarded", "baggage", "x-session-id", "x-corp-*"]
+STRIP_QUERY = ["access_token", "id_token", "api_key", "session"]
+configured_header = st.sampled_from(["Authorization", "Cookie", "Proxy-Authorization", "X-Internal-User",
+                                     "X-Internal-Tenant-Id", "X-Forwarded-For", "Forwarded", "Baggage",
+                                     "X-Session-Id", "X-Corp-Anything", "X-Corp-"])
+configured_query = st.sampled_from(STRIP_QUERY)
+ordinary_values = st.from_regex(r"\A[A-Za-z0-9 ._~-]{1,24}\Z")
+
+
+@pytest.fixture(scope="module")
+def live_configured():
+    bg = BackgroundLoop()
+    fake = bg.run(FakeProvider().start())
+    doc = base_config(
+        [{"name": "pay", "url": fake.url + "/v1", "callers": ["*"], "allow_private_addresses": True}],
+        sanitize={"internal_jwt_issuers": [INTERNAL_ISSUER], "strip_headers": STRIP_HEADERS,
+                  "strip_query": STRIP_QUERY})
+    settings_ = settings_from_dict(copy.deepcopy(doc), base_dir=REPO / "config", environ={})
+    running = bg.run(egress_app.start(settings_, data_port=0, admin_port=0))
+    yield fake, running.data_port
+    bg.run(running.drain(0.5))
+    bg.run(fake.stop())
+    bg.close()
+
+
+def _encode_name(name: str, which: list[bool]) -> str:
+    return "".join(f"%{ord(c):02X}" if (which[i % len(which)] if which else False) else c
+                   for i, c in enumerate(name))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hname=configured_header, flip=case_flip, repeat=st.integers(1, 3), qname=configured_query,
+       qflip=case_flip, encode=st.lists(st.booleans(), max_size=8), qrepeat=st.integers(1, 2),
+       value=ordinary_values)
+def test_configured_names_are_stripped_whatever_the_value(live_configured, hname, flip, repeat, qname, qflip,
+                                                           encode, qrepeat, value):
+    import http.client
+
+    fake, port = live_configured
+    marker = f"MRK{abs(hash((hname, value))) % 10**8:08d}{value}"   # ordinary text, easy to find
+    name = _encode_name(_case(qname, qflip), encode)
+    query = "&".join([f"{name}={urllib.parse.quote(marker)}"] * qrepeat + ["keep=1"])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("GET", f"/pay/things?{query}", skip_accept_encoding=True)
+        conn.putheader("X-Egress-Caller", "checkout")
+        for _ in range(repeat):
+            conn.putheader(_case(hname, flip), marker)
+        conn.putheader("X-Plain", "kept")
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()[:300]
+        resp.read()
+    finally:
+        conn.close()
+    seen = fake.requests[-1]
+    wire = urllib.parse.unquote(seen.path_qs) + "\n" + "\n".join(f"{k}: {v}" for k, v in seen.headers.items())
+    assert marker not in wire and urllib.parse.quote(marker) not in seen.path_qs
+    assert seen.headers.get("X-Plain") == "kept" and seen.path_qs.endswith("keep=1")

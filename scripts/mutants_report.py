@@ -1,0 +1,50 @@
+"""The mutation report of scripts/mutants: score, survivors with diffs, explained or not.
+
+Usage: mutants_report.py RESULTS MUTANTS_MD REPORT SECONDS FILE...
+RESULTS is `mutmut results --all true` ("name: status" lines); MUTANTS_MD lists equivalent
+mutants as table rows whose first cell is the mutant's name in backticks.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    results, explained_md, report, seconds, files = Path(argv[1]), Path(argv[2]), Path(argv[3]), argv[4], argv[5:]
+    statuses: dict[str, str] = {}
+    for line in results.read_text().splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name:
+            statuses[name] = status.strip()
+    explained = dict(re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([^|]+?)\s*\|", explained_md.read_text(), re.M)) \
+        if explained_md.exists() else {}
+    counts = Counter(statuses.values())
+    killed, survived = counts.get("killed", 0), [n for n, s in statuses.items() if s == "survived"]
+    untested = [n for n, s in statuses.items() if s == "no tests"]
+    decided = killed + len(survived)
+    score = 100.0 * killed / decided if decided else 0.0
+    unexplained = [n for n in survived + untested if n not in explained]
+    out = [f"# Mutation report ({len(statuses)} mutants, {seconds} s)", "",
+           f"Files: {', '.join(files)}", "",
+           f"Score: **{score:.1f}%** killed ({killed} killed, {len(survived)} survived, {len(untested)} with no test, "
+           f"{counts.get('timeout', 0)} timeouts, {counts.get('suspicious', 0)} suspicious)", "",
+           f"Surviving or untested, explained in tests/MUTANTS.md: {len(survived) + len(untested) - len(unexplained)}; "
+           f"**unexplained: {len(unexplained)}**", ""]
+    for name in survived + untested:
+        mark = f"explained: {explained[name]}" if name in explained else "UNEXPLAINED"
+        diff = subprocess.run([".venv/bin/mutmut", "show", name], capture_output=True, text=True).stdout
+        lines = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+        out += [f"## `{name}` ({statuses[name]}; {mark})", "", "```diff", *lines, "```", ""]
+    report.write_text("\n".join(out) + "\n")
+    print("\n".join(out[:7]))
+    print(f"report: {report}")
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -4,7 +4,6 @@ the examples they carry are checked against their response schemas; mutated exam
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ import pytest
 
 from egress.contracts import load_contract
 from egress.contracts.documents import read_document, resolve_pointer
-from egress.contracts.openapi import relative_template
 
+from . import vendors
 from .suite import OPENAPI
 
 pytestmark = pytest.mark.skipif(not OPENAPI.is_dir(), reason="shared/conformance not beside the repo")
@@ -45,36 +44,11 @@ def _load(name: str):
     return _LOADED[name]
 
 
-def _examples(doc: dict[str, Any], name: str) -> Iterator[tuple[str, str, int, str, Any, str]]:
-    """(method, relative template, status, media type, example value, response schema pointer)."""
-    base, server = VENDORS[name]
-    for template, item in doc["paths"].items():
-        for method, op in item.items():
-            if method.upper() not in ("GET", "POST", "PUT", "DELETE", "PATCH"):
-                continue
-            rel = relative_template(template, server, base)
-            for status, response in op.get("responses", {}).items():
-                for mtype, media in response.get("content", {}).items():
-                    values = [media["example"]] if "example" in media else []
-                    values += [e["value"] for e in (media.get("examples") or {}).values() if "value" in e]
-                    for value in values:
-                        yield method.upper(), rel, int(status), mtype, value, media.get("schema")
-            meta = op.get("x-oaiMeta") or {}
-            entries = meta.get("examples")
-            for entry in [entries] if isinstance(entries, dict) else entries or []:
-                if not isinstance(entry.get("response"), str):
-                    continue
-                try:
-                    value = json.loads(entry["response"])
-                except ValueError:
-                    continue  # prose or elided ("...") responses
-                ok = sorted(k for k in op["responses"] if str(k).startswith("2"))
-                schema = op["responses"][ok[0]].get("content", {}).get("application/json", {}).get("schema")
-                yield method.upper(), rel, int(ok[0]), "application/json", value, schema
-
-
-def _concrete(template: str) -> str:
-    return template.replace("{", "p").replace("}", "")
+def _examples(doc: dict[str, Any], name: str) -> Iterator[tuple[str, str, int, str, Any, Any]]:
+    """(method, relative template, status, media type, example value, response schema) of the
+    vendor document `name` (a file in conformance/openapi): vendors.examples, by file."""
+    vendor = next(key for key, v in vendors.VENDORS.items() if v.file == name)
+    yield from vendors.examples(doc, vendor)
 
 
 @pytest.mark.parametrize("name", list(VENDORS), ids=["twilio-3.0.1", "openai-3.1.0"])
@@ -91,7 +65,7 @@ def test_examples_against_their_schemas(name: str) -> None:
     contract, doc, _ = _load(name)
     outcomes, keywords = Counter(), Counter()
     for method, rel, status, mtype, value, _ in _examples(doc, name):
-        op = contract.match(method, _concrete(rel))
+        op = contract.match(method, vendors._concrete(rel))
         assert op is not None, f"{method} {rel} does not match its own operation"
         result = op.check(status, mtype, orjson.dumps(value))
         assert result.reason in (None, "contract_violation"), (method, rel, result)
@@ -136,7 +110,7 @@ def test_mutated_examples_are_violations_at_the_right_pointer(name: str) -> None
     contract, doc, _ = _load(name)
     checked = Counter()
     for method, rel, status, mtype, value, schema in _examples(doc, name):
-        op = contract.match(method, _concrete(rel))
+        op = contract.match(method, vendors._concrete(rel))
         if op.check(status, mtype, orjson.dumps(value)).outcome != "valid":
             continue
         for label, mutated, path, keyword in _mutations(doc, copy.deepcopy(value), schema):

@@ -36,3 +36,11 @@ def test_a_mixed_parameter_matches_any_decoded_character():
     table.add("/f/{name}.json", 1)
     assert table.match("/f/a%0Ab.json") == 1          # a newline, percent-encoded, is still a character
     assert table.match("/f/.json") is None            # but the parameter is never empty
+
+
+def test_more_literal_text_wins_over_more_parameters():
+    table = PathTable()
+    table.add("/f/{a}-{b}.gz", "two-params")
+    table.add("/f/{n}.tar.gz", "tgz")          # 7 literal characters beat 4, however many parameters
+    assert table.match("/f/x-y.tar.gz") == "tgz"
+    assert table.match("/f/x-y.gz") == "two-params"

@@ -118,3 +118,60 @@ def _up():
     settings = settings_from_dict({"upstreams": [{"name": "pay", "url": "https://api.pay.example/v1"}]},
                                   base_dir=Path("."), environ={})
     return settings.upstreams[0]
+
+
+# ------------------------------------------------------------------ the events, exactly
+# On-call reads these: where and which kind, never a value; an internal JWT makes the exchange an
+# anomaly (always traced), a configured strip does not.
+
+def _cred_sanitizer():
+    settings = settings_from_dict({
+        "sanitize": {"internal_jwt_issuers": [INTERNAL_ISSUER], "on_internal_token_in_body": "redact"},
+        "upstreams": [{"name": "pay", "url": "https://api.pay.example/v1",
+                       "credential": {"header": "X-Api-Key", "value": "k"}}],
+    }, base_dir=Path("."), environ={})
+    return Sanitizer(settings), settings.upstreams[0]
+
+
+def strip(where, name, kind):
+    return ("egress.token_stripped", {"where": where, "name": name, "kind": kind})
+
+
+EVENT_CASES = [
+    ("headers-configured-only", "headers", [("Cookie", "a"), ("X-Internal-User", "u"), ("Accept", "x")],
+     [strip("header", "cookie", "configured"), strip("header", "x-internal-user", "configured")], False),
+    ("headers-jwt-and-credential-spelling", "headers", [("X-Thing", INTERNAL), ("X_Api_Key", "c")],
+     [strip("header", "x-thing", "internal_jwt"), strip("header", "x-api-key", "credential_header")], True),
+    ("query-configured-only", "query", "access_token=a&a=1&api_key[]=z;b=2",
+     [strip("query", "access_token", "configured"), strip("query", "api_key", "configured")], False),
+    ("query-jwt", "query", "a=1&t=" + INTERNAL,
+     [strip("query", "t", "internal_jwt")], True),
+    ("body-redacted", "body", b'{"a": "' + INTERNAL.encode() + b'"}',
+     [("egress.token_stripped", {"where": "body", "kind": "internal_jwt", "action": "redact"})], True),
+]
+
+
+@pytest.mark.parametrize("case", EVENT_CASES, ids=[c[0] for c in EVENT_CASES])
+def test_strip_events_name_where_and_kind_only(case):
+    _, stage, given, events, anomalous = case
+    san, up = _cred_sanitizer()
+    ex = Exchange("POST")
+    if stage == "headers":
+        san.headers(CIMultiDict(given), up, ex)
+    elif stage == "query":
+        san.query(given, ex)
+    else:
+        san.body(given, "application/json", ex)
+    assert [(e.name, e.attrs) for e in ex.events] == events
+    assert ex.anomalous is anomalous
+
+
+def test_path_token_event():
+    san, _ = _cred_sanitizer()
+    ex = Exchange("GET")
+    with pytest.raises(Exception) as err:
+        san.path("/charges/" + INTERNAL, ex)
+    assert getattr(err.value, "reason", None) == "internal_token_in_path"
+    assert [(e.name, e.attrs) for e in ex.events] == [("egress.internal_token_in_path",
+                                                       {"where": "path", "kind": "internal_jwt"})]
+    assert ex.anomalous is True

@@ -93,10 +93,10 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
             raise OperationNotAllowed(f"{request.method} on this path is not in the contract of {up.name}")
         if up.unmatched == "report":
             ex.event("egress.contract_unmatched", anomaly=False, method=request.method)
+    rt.sanitizer.path(route.path, ex)  # a token in the path: refused before it spends any quota
     # limits: holds, concurrency, rate limits (nothing read from the body yet)
     ex.permit = await state.limits.admit(up, ex.caller, ex.operation, ex)
     # sanitize
-    rt.sanitizer.path(route.path, ex)
     body = await bodies.read_request_body(request.content, request.content_length,
                                           up.limits.max_request_bytes)
     ex.request_bytes = len(body)
@@ -111,12 +111,14 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     breaker = state.breakers.get(up.name, up.breaker, ex.operation)
     if state.store_down():  # on the span, not an anomaly: every request would be traced
         ex.event("egress.breaker_store_down", anomaly=False, breaker=breaker.key)
-    resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
-                       idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
-    if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):  # once, new token
+    def send():
+        return _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
+                     idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
+    resp = await send()
+    # a 401 to an oauth2 token (the partner refused before acting): once more with a new token
+    if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):
         await resp.release()
-        resp = await _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
-                           idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
+        resp = await send()
     state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
     if resp.stream is not None:  # SSE / NDJSON: checked and forwarded event by event (stream_respond.py)
         return await stream_respond.relay(request, resp, op, up, ex, has_contract=contract is not None)

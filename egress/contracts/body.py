@@ -1,23 +1,29 @@
 """Turning response bytes into a JSON value safely: nesting bounded before parsing, exact numbers.
 
-1. Depth: escapes are removed, then everything but quotes and brackets, then string contents;
-   the bracket skeleton is peeled one nesting level per pass with `bytes.replace` (C speed, at
-   most `max_depth` passes, none for small bodies).  Only valid JSON matters here: anything the
-   skeleton misjudges is invalid JSON that the parser then rejects.
-2. Parse with orjson, which is exact for integers within 64 bits and for decimals of at most
-   15 significant digits (those keep their order and integer-ness as doubles); anything else
-   is checked as written.  One C-speed pass (`translate` + `find`, as cheap as the old search
-   for 20 digits) finds candidates: a run of 17+ digits, dots and exponent letters, or a
-   negative exponent.  Only then are the candidates read precisely (16+ significant digits,
-   64-bit integer overflow, exponent <= -300); only a number that needs it makes the body be
-   re-parsed exactly: jiter (one native pass, Decimal floats, big integers exact, duplicate
-   keys refused), or the standard library with Decimals where jiter cannot (nesting past 190,
-   integers past 4,300 digits).  NaN/Infinity literals are rejected in every path; invalid
-   UTF-8 and lone surrogates too.
-3. Duplicate keys are refused: a caller whose parser keeps the first value would read what
-   the validator never saw (orjson keeps the last).  Re-serializing drops each duplicate
-   member and its ':' — a cheap C-speed comparison of colon counts; escapes can only add
-   colons, so a body with backslash-u escapes is checked exactly (object_pairs_hook) instead.
+1. Parse with orjson (its own nesting limit, 1,024, keeps a 100,000-deep bomb off the C stack).
+2. Depth and duplicate keys from one re-serialisation of the value, indented (`OPT_INDENT_2`):
+   newlines there are structural only (strings escape theirs), and a value inside k containers
+   starts a line with 2k spaces, so one `rfind` of a newline and `2 * max_depth` spaces finds
+   any body that reaches the limit; only those are measured exactly (`too_deep`).  Duplicate
+   keys: a caller whose parser keeps the first value would read what the validator never saw
+   (orjson keeps the last).  Re-serialising drops each duplicate member and its ':', so fewer
+   colons than in the body means a duplicate; escapes can only add colons, so a body with
+   backslash-u escapes is checked exactly instead.  Past orjson's writer limit (254 levels)
+   both checks take the exact path.
+3. `too_deep` (refusals, and bodies near the limit): escapes are removed, then everything but
+   quotes and brackets, then string contents; the bracket skeleton is peeled one nesting level
+   per pass with `bytes.replace` (C speed, at most `max_depth` passes).  Only valid JSON matters
+   there: anything the skeleton misjudges is invalid JSON that the parser rejects.
+4. orjson is exact for integers within 64 bits and for decimals of at most 15 significant digits
+   (those keep their order and integer-ness as doubles); anything else is checked as written.
+   One C-speed pass (`translate`, then `rfind`, which is about twice `find`'s speed on these
+   patterns) finds candidates: a run of 17+ digits, dots and exponent letters, or a negative
+   exponent.  Only then are the candidates read precisely (16+ significant digits, 64-bit
+   integer overflow, exponent <= -300); only a number that needs it makes the body be re-parsed
+   exactly: jiter (one native pass, Decimal floats, big integers exact, duplicate keys refused),
+   or the standard library with Decimals where jiter cannot (nesting past 190, integers past
+   4,300 digits).  NaN/Infinity literals are rejected in every path; invalid UTF-8 and lone
+   surrogates too.
 """
 
 from __future__ import annotations
@@ -119,16 +125,16 @@ def needs_exact(body: bytes) -> bool:
     """Does a number in `body` lose something as orjson reads it (a double, or a 64-bit int)?
     False positives (digits inside strings) only cost an exact parse; no number is missed."""
     mapped = body.translate(_NUMBER_MAP)
-    at = mapped.find(_NEGATIVE_EXPONENT_AT)
+    at = mapped.rfind(_NEGATIVE_EXPONENT_AT)
     while at != -1:
         if int(_DIGITS_AT.match(body, at + 3).group()) >= 300:  # subnormal, or 0.0
             return True
-        at = mapped.find(_NEGATIVE_EXPONENT_AT, at + 1)
-    start = mapped.find(_LONG_RUN)
-    while start != -1:
-        end = start + len(_LONG_RUN)
-        while end < len(mapped) and mapped[end] == 48:
-            end += 1
+        at = mapped.rfind(_NEGATIVE_EXPONENT_AT, 0, at + len(_NEGATIVE_EXPONENT_AT) - 1)
+    end = mapped.rfind(_LONG_RUN)
+    while end != -1:
+        start, end = end, end + len(_LONG_RUN)  # the rightmost match ends its run: widen it leftwards
+        while start and mapped[start - 1] == 48:
+            start -= 1
         if end - start > len(_LONG_RUN) or (end < len(mapped) and mapped[end] == 101):
             token = _NUMBER_AT.match(body, start - 1 if start and body[start - 1] == 45 else start).group()
             mantissa, _, _ = token.replace(b"E", b"e").partition(b"e")
@@ -138,27 +144,33 @@ def needs_exact(body: bytes) -> bool:
                     return True
             elif len(digits) >= 20 or (len(digits) == 19 and mantissa.startswith(b"-")):  # past 64 bits
                 return True
-        start = mapped.find(_LONG_RUN, end)
+        end = mapped.rfind(_LONG_RUN, 0, start)
     return False
 
 
 def parse_json(body: bytes, max_depth: int = 64) -> Any:
     """The JSON value of `body`; BodyError when it is too deep, not UTF-8 or not JSON."""
-    if too_deep(body, max_depth):
-        raise BodyError(f"JSON nested deeper than {max_depth}")
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if too_deep(body, max_depth):
+            raise BodyError(f"JSON nested deeper than {max_depth}") from None
         if "infinity" in str(exc):
             return _exact(body)
         if "UTF-8" in str(exc) or "surrogate" in str(exc):
             raise BodyError("body is not valid UTF-8") from exc
         raise BodyError("body is not valid JSON") from exc
+    try:
+        shape = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:  # nested past orjson's writer limit: both checks go exact
+        shape = None
+    if (shape is None or shape.rfind(b"\n" + b" " * (2 * max_depth)) != -1) and too_deep(body, max_depth):
+        raise BodyError(f"JSON nested deeper than {max_depth}")
     if needs_exact(body):  # orjson may have rounded a number: check it as written
         return _exact(body)
     if b"{" in body:
-        if b"\\" in body and b"\\u" in body:  # one-byte search first: memchr speed
+        if shape is None or (b"\\" in body and b"\\u" in body):  # one-byte search first: memchr speed
             _exact(body)  # raises on duplicate keys
-        elif orjson.dumps(value).count(b":") < body.count(b":"):
+        elif shape.count(b":") < body.count(b":"):
             raise BodyError("JSON object has duplicate keys")
     return value

@@ -64,6 +64,10 @@ class HeldResponse(web.StreamResponse):
     buffer a second copy of a large body); gives back its share of the in-flight budget once
     written (or, the caller gone mid-write, when collected)."""
 
+    # the headers go out with the first piece of the body (as web.Response's do): one send(2)
+    # per small answer instead of two
+    _send_headers_immediately = False
+
     def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
         super().__init__(status=status, headers=headers)
         self.content_length = len(body)

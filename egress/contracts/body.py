@@ -125,7 +125,7 @@ def needs_exact(body: bytes) -> bool:
             at -= 1
         token = _NUMBER_AT.match(body, at - 1 if at and body[at - 1] == 45 else at).group()
         mantissa, _, _ = token.replace(b"E", b"e").partition(b"e")
-        digits = mantissa.lstrip(b"-")
+        digits = mantissa.removeprefix(b"-")
         if b"." in digits or len(mantissa) < len(token):  # a decimal: exact up to 15 significant digits
             if len(digits.replace(b".", b"").lstrip(b"0")) > 15:
                 return True

@@ -60,4 +60,6 @@ EXPOSE 8080 9090
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['EGRESS_HEALTHCHECK_URL'], timeout=2)"]
 # Exec form: egress is PID 1 and receives SIGTERM (drain) and SIGHUP (reload) itself.
+# Workers: one per CPU the container may use (`docker run --cpus 2` gives two; the cgroup v2
+# cpu.max quota caps the CPU affinity); arguments after the image override it: `--workers 1`.
 ENTRYPOINT ["egress", "serve"]

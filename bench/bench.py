@@ -378,7 +378,7 @@ class Bench:
         cfg = fixtures.egress_config(self.work / "egress-memory.yaml", port=port, admin_port=aport,
                                      provider_port=self.provider_port, contracts_dir=cdir,
                                      contract="many.yaml", upstream="many", callers=("*",), violations_upstream=False)
-        p = self.procs.start("egress-memory", [str(EGRESS), "serve", "--config", str(cfg)],
+        p = self.procs.start("egress-memory", [str(EGRESS), "serve", "--config", str(cfg), "--workers", "1"],
                              cpus=self.cpus("proxy"), env=self.egress_env(self.otlp_port))
         startup = wait_http(f"http://127.0.0.1:{aport}/healthz", 600, p)
         say(f"memory: egress with {plan.mem_operations} operations ready in {startup:.1f} s")

@@ -125,7 +125,7 @@ def serve(work: Path, doc: Path, procs: Processes) -> dict:
     cfg = _config(work, doc, port, admin)
     egress = REPO / ".venv" / "bin" / "egress"
     started = time.perf_counter()
-    p = procs.start(f"egress-{doc.stem}", [str(egress), "serve", "--config", str(cfg)])
+    p = procs.start(f"egress-{doc.stem}", [str(egress), "serve", "--config", str(cfg), "--workers", "1"])
     deadline = started + 300
     while time.perf_counter() < deadline:
         if p.poll() is not None:

@@ -204,7 +204,7 @@ def main() -> int:
         provider = procs.start("provider", [str(PY), str(Path(__file__).resolve()), "--serve", str(pport)])
         wait_http(f"http://127.0.0.1:{pport}/", 20, provider)
         cfg = egress_config(work / "egress.yaml", eport, aport, pport, args.mode)
-        egress = procs.start("egress", [str(EGRESS), "serve", "--config", str(cfg)], cwd=work)
+        egress = procs.start("egress", [str(EGRESS), "serve", "--config", str(cfg), "--workers", "1"], cwd=work)
         wait_http(f"http://127.0.0.1:{aport}/healthz", 30, egress)
         shape = dict(streams=args.streams, events=args.events, per_write=args.per_write)
         paced = {"direct": asyncio.run(paced_lags(f"http://127.0.0.1:{pport}/v1/chat/completions", 100, 0.02)),

@@ -94,7 +94,7 @@ def measure(model: str, workers: int, scrapes: int, tmp: Path) -> dict:
         procs = [subprocess.Popen([str(EGRESS), "serve", "--config", str(cfg), "--workers", str(workers)],
                                   stdout=log, stderr=subprocess.STDOUT)]
     else:
-        procs = [subprocess.Popen([str(EGRESS), "serve", "--config", str(cfg), "--reuse-port"],
+        procs = [subprocess.Popen([str(EGRESS), "serve", "--config", str(cfg), "--workers", "1", "--reuse-port"],
                                   stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)]
     try:
         while True:  # every worker serves: its "listening" line is out

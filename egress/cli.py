@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from egress.config import load_settings
+from egress.cpus import default_workers
 from egress.errors import ConfigError
 
 DEFAULT_CONFIG = "config/egress.yaml"
@@ -19,6 +20,16 @@ DESCRIPTION = ("An outbound proxy for third-party API calls: strips internal tok
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=os.environ.get("EGRESS_CONFIG", DEFAULT_CONFIG),
                    help="config file (default: $EGRESS_CONFIG or config/egress.yaml)")
+
+
+def _worker_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return n
 
 
 def _load(path: str):
@@ -53,9 +64,10 @@ def cmd_serve(args) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
-    if args.workers > 1:
+    workers = args.workers if args.workers is not None else default_workers()
+    if workers > 1:
         from egress.workers import run
-        return run(settings, args.workers)
+        return run(settings, workers)
     from egress.app import serve
     try:
         return asyncio.run(serve(settings, reuse_port=args.reuse_port))
@@ -154,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the proxy")
     _config_arg(p)
-    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the data port; compiled once, forked; "
-                   "the admin port adds up all workers (default 1)")
+    p.add_argument("--workers", type=_worker_count, default=None,
+                   help="worker processes sharing the data port; compiled once, forked; the admin port adds up "
+                   "all workers (default: the CPUs this process may use, its affinity capped by the cgroup "
+                   "v2 cpu.max quota)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("check-config", help="validate config and contracts; exit 0 or list every error")

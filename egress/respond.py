@@ -46,12 +46,6 @@ FORWARDED_PREFIXES = ("x-ratelimit-", "x-rate-limit-", "ratelimit-", "anthropic-
                       "x-pagination-")
 
 
-def forwarded(name: str) -> bool:
-    """Is this answer header one a provider may set on internal callers?"""
-    low = name.lower()
-    return low in FORWARDED or low.startswith(FORWARDED_PREFIXES)
-
-
 def _accepts(accept_encoding: str | None, codings: list[str]) -> bool:
     if not accept_encoding:
         return False
@@ -63,6 +57,10 @@ class HeldResponse(web.StreamResponse):
     """The answer, written in CHUNK-sized pieces (a slow caller never makes the transport
     buffer a second copy of a large body); gives back its share of the in-flight budget once
     written (or, the caller gone mid-write, when collected)."""
+
+    # the headers go out with the first piece of the body (as web.Response's do): one send(2)
+    # per small answer instead of two
+    _send_headers_immediately = False
 
     def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
         super().__init__(status=status, headers=headers)
@@ -107,13 +105,14 @@ def forwarded_headers(resp: UpstreamResponse, ex: Exchange) -> CIMultiDict[str]:
     stream_respond.py)."""
     connection_named = connection_tokens(resp.headers)
     headers: CIMultiDict[str] = CIMultiDict()
-    dropped: set[str] = set()
+    cookie_dropped = False
     for name, value in resp.headers.items():
-        low = name.lower()
-        if not forwarded(low) or low in connection_named or (low == "content-type" and "Content-Type" in headers):
-            dropped.add(low)
-            continue
-        headers.add(name, value)
-    if any(n.startswith("set-cookie") for n in dropped):
+        low = name.lower()  # allowlisted (FORWARDED, FORWARDED_PREFIXES) and not hop-by-hop
+        if ((low in FORWARDED or low.startswith(FORWARDED_PREFIXES)) and low not in connection_named
+                and not (low == "content-type" and "Content-Type" in headers)):
+            headers.add(name, value)
+        elif low.startswith("set-cookie"):
+            cookie_dropped = True
+    if cookie_dropped:
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
     return headers

@@ -41,8 +41,10 @@ class EgressProcess:
 
     def start(self, timeout: float = 15) -> "EgressProcess":
         self._logf = open(self.log, "wb")
+        workers = [] if "--workers" in self._args else ["--workers", "1"]  # one process unless asked
         self.proc = subprocess.Popen([sys.executable, "-m", "egress", "serve", "--config", str(self.config),
-                                      *self._args], stdout=self._logf, stderr=subprocess.STDOUT, env=self._env)
+                                      *workers, *self._args], stdout=self._logf, stderr=subprocess.STDOUT,
+                                     env=self._env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

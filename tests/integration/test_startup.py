@@ -11,7 +11,7 @@ from tests.process import free_port
 
 
 def serve(config, timeout=20):
-    return subprocess.run([sys.executable, "-m", "egress", "serve", "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "egress", "serve", "--config", str(config), "--workers", "1"],
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -21,7 +21,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "egress"
 
 FLOORS = [
-    ("egress.errors", 0), ("egress.config", 0), ("egress.observe.logs", 0),
+    ("egress.errors", 0), ("egress.config", 0), ("egress.observe.logs", 0), ("egress.cpus", 0),
     ("egress.exchange", 1), ("egress.store", 1), ("egress.contracts", 1),
     ("egress.observe.templating", 1), ("egress.observe.tracecontext", 1),
     ("egress.routes", 2), ("egress.identity", 2), ("egress.sanitize", 2), ("egress.credentials", 2),

@@ -143,7 +143,7 @@ def test_a_refusal_without_a_hold_is_the_refusal():
 # --- the contract ------------------------------------------------------------------------------
 
 def _op(tmp_path):
-    doc = {"operations": {"GET /x": {"responses": {"200": {"schema": SCHEMA}, "204": {}}}}}
+    doc = {"operations": {"GET /x": {"responses": {"200": {"schema": SCHEMA}}}}}
     return contract(tmp_path, doc).match("GET", "/x")
 
 
@@ -170,9 +170,8 @@ CONTRACT = [
      ("unmatched", None, [("egress.contract_unmatched", {"status": 400})], False)),
     ("undeclared-500-passes-unmatched", {}, 500, JSON, b"{}", {},
      ("unmatched", None, [("egress.contract_unmatched", {"status": 500})], False)),
-    ("several-content-types-where-no-content-is-declared", {}, 204,
-     [("Content-Type", "application/json"), ("Content-Type", "text/html")], b"", {},
-     ("violated", UnexpectedContentType, [("egress.contract_violation", {
+    ("several-content-types", {}, 200, [("Content-Type", "application/json"), ("Content-Type", "text/html")],
+     b"{}", {}, ("violated", UnexpectedContentType, [("egress.contract_violation", {
          "reason": "unexpected_content_type", "instance_path": "", "schema_path": "",
          "keyword": "unexpected_content_type"})], True)),
     ("no-content-type-where-json-is-declared", {}, 200, [], b"{}", {},
@@ -218,3 +217,23 @@ def test_every_refusal_reason_has_its_error():
     """check_contract maps a violated result's reason to the error it raises in enforce mode."""
     assert {reason: check._ENFORCE_ERRORS[reason].reason for reason in typing.get_args(Reason)} == {
         reason: reason for reason in typing.get_args(Reason)}
+
+
+@pytest.mark.parametrize("mode,error", [("enforce", UnexpectedContentType), ("report", None)], ids=["enforce", "report"])
+def test_several_content_types_are_refused_even_where_no_content_is_declared(tmp_path, mode, error):
+    """A 204 declared without content accepts any body, but not one whose type is ambiguous."""
+    doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+           "paths": {"/x": {"get": {"responses": {"204": {"description": "nothing"}}}}}}
+    op = contract(tmp_path, doc, name="api.json").match("GET", "/x")
+    assert op.response_for(204).content is None
+    up, ex = settings(mode=mode).upstreams[0], Exchange("GET")
+    resp = response(204, [("Content-Type", "text/plain"), ("Content-Type", "text/html")])
+    if error is None:
+        assert check.check_contract(op, resp, b"", up, ex) == "violated"
+    else:
+        with pytest.raises(error) as info:
+            check.check_contract(op, resp, b"", up, ex)
+        assert info.value.reason == "unexpected_content_type"
+    assert events(ex) == [("egress.contract_violation", {
+        "reason": "unexpected_content_type", "instance_path": "", "schema_path": "", "keyword": "unexpected_content_type"})]
+    assert check.check_contract(op, response(204, [("Content-Type", "text/plain")]), b"", up, Exchange("GET")) == "valid"

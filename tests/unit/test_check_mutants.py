@@ -219,7 +219,8 @@ def test_every_refusal_reason_has_its_error():
         reason: reason for reason in typing.get_args(Reason)}
 
 
-@pytest.mark.parametrize("mode,error", [("enforce", UnexpectedContentType), ("report", None)], ids=["enforce", "report"])
+@pytest.mark.parametrize("mode,error", [("enforce", UnexpectedContentType), ("report", None)],
+                         ids=["enforce", "report"])
 def test_several_content_types_are_refused_even_where_no_content_is_declared(tmp_path, mode, error):
     """A 204 declared without content accepts any body, but not one whose type is ambiguous."""
     doc = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
@@ -234,6 +235,7 @@ def test_several_content_types_are_refused_even_where_no_content_is_declared(tmp
         with pytest.raises(error) as info:
             check.check_contract(op, resp, b"", up, ex)
         assert info.value.reason == "unexpected_content_type"
-    assert events(ex) == [("egress.contract_violation", {
-        "reason": "unexpected_content_type", "instance_path": "", "schema_path": "", "keyword": "unexpected_content_type"})]
-    assert check.check_contract(op, response(204, [("Content-Type", "text/plain")]), b"", up, Exchange("GET")) == "valid"
+    assert events(ex) == [("egress.contract_violation", {"reason": "unexpected_content_type", "instance_path": "",
+                                                         "schema_path": "", "keyword": "unexpected_content_type"})]
+    one_type = response(204, [("Content-Type", "text/plain")])
+    assert check.check_contract(op, one_type, b"", up, Exchange("GET")) == "valid"

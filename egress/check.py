@@ -18,6 +18,7 @@ never values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from yarl import URL
 
@@ -57,20 +58,24 @@ class Checked:
 
 
 def check_redirect(resp: UpstreamResponse, router: Router, ex: Exchange) -> None:
-    """A 3xx may go back to the caller only if its Location is an allowlisted upstream."""
+    """A 3xx may go back to the caller only if its Location is an allowlisted upstream, read
+    both as sent and as a client that decodes and normalizes it would follow it (`/v1/%2e%2e/x`)."""
     if not is_redirect(resp.status):
         return
     location = resp.headers.get("Location")
     if location is None:
         return
     try:
-        target = resp.url.join(URL(location.strip(), encoded=True))
-    except (ValueError, TypeError):
-        target = None
-    if target is None or router.upstream_for_url(target) is None:
-        scheme = target.scheme if target is not None else "?"
-        ex.event("egress.redirect_blocked", status=resp.status, scheme=scheme[:16])
-        raise RedirectBlocked("the provider redirected outside the allowlisted upstreams")
+        targets = [resp.url.join(URL(location.strip(), encoded=raw)) for raw in (True, False)]
+    except (ValueError, TypeError):  # not a URL at all
+        _redirect_blocked(resp, ex, "?")
+    if any(router.upstream_for_url(target) is None for target in targets):
+        _redirect_blocked(resp, ex, targets[0].scheme)
+
+
+def _redirect_blocked(resp: UpstreamResponse, ex: Exchange, scheme: str) -> NoReturn:
+    ex.event("egress.redirect_blocked", status=resp.status, scheme=scheme[:16])
+    raise RedirectBlocked("the provider redirected outside the allowlisted upstreams")
 
 
 def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold | None = None) -> Checked:
@@ -100,7 +105,7 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold |
         if isinstance(exc, ResponseTooLarge):
             ex.event("egress.limit_exceeded", limit="max_decompressed_bytes", value=cap)
         elif isinstance(exc, ProxyOverloaded):
-            ex.event("egress.limit_exceeded", limit="max_inflight_bytes", value=hold.limit if hold else 0)
+            ex.event("egress.limit_exceeded", limit="max_inflight_bytes", value=hold.limit)  # only a hold raises it
         raise
     ex.response_bytes = len(decoded)
     return Checked(decoded, decoded is not resp.body, hold)
@@ -162,9 +167,9 @@ def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Ex
         ex.event("egress.contract_violation", reason=result.reason, **v)
     if not violations:
         ex.event("egress.contract_violation", reason=result.reason, instance_path="",
-                 schema_path="", keyword=result.reason or "")
+                 schema_path="", keyword=result.reason)
     if mode == "enforce":
-        error = _ENFORCE_ERRORS.get(result.reason or "contract_violation", ContractViolation)
+        error = _ENFORCE_ERRORS[result.reason]  # a violated result always has a reason, each one mapped
         raise error(f"the response of {op.template} (status {resp.status}) failed its contract",
                     extra={"violations": violations, "operation": op.template})
     return ex.contract

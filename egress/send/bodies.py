@@ -65,16 +65,14 @@ class _Stage:
         self.coding = coding
         self.cap = cap
         self.total = 0  # decoded bytes produced
-        self.seen = False  # any input at all (an empty body is no member: it decodes to nothing)
         self._gzip = coding in _GZIP
-        self._obj = None  # the member being inflated; None between members
+        self._obj = None  # the member being inflated; None between members (an empty body has none)
         self._done = False  # deflate: the one stream ended
-        self._head = b""  # deflate: the first bytes, until the wrapper is known
-        self.members = 0  # complete members (streams) decoded
+        self._head = b""  # deflate: the first byte, until the wrapper is known
 
     def _new(self, data: bytes):
         if self._gzip:
-            return zlib.decompressobj(zlib.MAX_WBITS | 16)
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip only: a zlib stream is corrupt here
         # RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate (clients accept both)
         cmf, flg = data[0], data[1]
         wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
@@ -83,19 +81,18 @@ class _Stage:
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
-        self.seen = True
         out = []
         while data:
             if self._obj is None:
                 if self._done:
                     raise UnexpectedContentEncoding(f"{self.coding} body has bytes after its end")
                 if not self._gzip and len(self._head) + len(data) < 2:
-                    self._head += data
+                    self._head = data  # one byte (the head is empty here: head + any byte is two)
                     return b""
                 if self._head:
                     data, self._head = self._head + data, b""
-                if self._gzip and self.members and data[:2] != b"\x1f\x8b"[:len(data)]:
-                    raise UnexpectedContentEncoding("gzip body has bytes after its last member")
+                # gzip: bytes after a member that are not another member fail as zlib.error (corrupt)
+                # or stay an unfinished member (truncated): never decoded, never passed on
                 self._obj = self._new(data)
             obj = self._obj
             while True:
@@ -106,7 +103,6 @@ class _Stage:
                         raise ResponseTooLarge(f"decoded body is over the limit of {self.cap} bytes")
                     out.append(piece)
                 if obj.eof:
-                    self.members += 1
                     data = obj.unused_data
                     self._obj = None
                     self._done = not self._gzip  # gzip: the next bytes must be another member
@@ -116,10 +112,10 @@ class _Stage:
                     break  # all input taken and no output held back
         return b"".join(out)
 
-    def finish(self) -> bytes:
+    def finish(self) -> None:
+        """The input ended: refuse an unfinished member (feed() already gave all its output)."""
         if self._head or self._obj is not None:
             raise UnexpectedContentEncoding(f"{self.coding} body is truncated")
-        return b""
 
 
 class StreamDecoder:
@@ -134,12 +130,10 @@ class StreamDecoder:
 
     def __init__(self, content_encoding_fields: list[str], max_decoded: int) -> None:
         self.codings = parse_encodings(content_encoding_fields)
-        self.max_decoded = max_decoded
         unknown = [c for c in self.codings if c not in _GZIP + _DEFLATE]
         self._unsupported = unknown[0][:32] if unknown else None
-        # applied in field order, so undone in reverse
-        self._stages = [] if unknown else [_Stage(c, max_decoded) for c in reversed(self.codings)]
-        self.decoded_bytes = 0
+        # applied in field order, so undone in reverse (never fed while a coding is unsupported)
+        self._stages = [_Stage(c, max_decoded) for c in reversed(self.codings)]
 
     @property
     def identity(self) -> bool:
@@ -158,19 +152,14 @@ class StreamDecoder:
                 data = stage.feed(data)
         except zlib.error as exc:
             raise UnexpectedContentEncoding(f"{stage.coding} body is corrupt") from exc
-        self.decoded_bytes += len(data)
         return data
 
     def finish(self) -> bytes:
+        """Always b"" (each feed() gave every byte its input completes), or the error."""
         self._refuse_unsupported()
-        data = b""
-        try:
-            for stage in self._stages:
-                data = stage.feed(data) + stage.finish()
-        except zlib.error as exc:
-            raise UnexpectedContentEncoding(f"{stage.coding} body is corrupt") from exc
-        self.decoded_bytes += len(data)
-        return data
+        for stage in self._stages:
+            stage.finish()
+        return b""
 
 
 def decode(body: bytes, content_encoding: str | Iterable[str] | None, cap: int) -> bytes:

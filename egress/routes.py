@@ -81,7 +81,8 @@ class Router:
             host = (url.raw_host or "").lower()
             if host not in self._by_host:
                 raise DestinationNotAllowed("host is not a configured upstream")
-            return self._by_authority(host, port, scheme, url.raw_path or "/", url.raw_query_string, via="proxy")
+            # yarl gives a URL with a host the path "/" when it names none
+            return self._by_authority(host, port, scheme, url.raw_path, url.raw_query_string, via="proxy")
         raise DestinationNotAllowed("unsupported request target form")
 
     def upstream_for_url(self, url: URL) -> Upstream | None:
@@ -182,7 +183,7 @@ def asked_for(router: Router, target: str, host_header: str | None) -> tuple[str
         return "tunnel", denied_host(target)
     host, port = _split_host(host_header or "")
     if router._names_upstream(host, port):
-        return "host", host[:253]
+        return "host", host  # a configured upstream's own host name
     # a segment that looks like an identifier or a token is never recorded as such: `{id}`
     name = template_segment(target[1:].partition("?")[0].partition("/")[0]).lower()
     return "prefix", name or "(none)"  # template_segment bounds it: a long segment is `{id}`

@@ -126,10 +126,14 @@ ASKED = [
     # id, target, Host, (via, name) the inventory records
     ("proxy-user-info-port-path", "http://user:pw@Evil.Example:8080/x?y=1", None, ("proxy", "evil.example")),
     ("proxy-two-at-signs", "http://a@b@Evil.Example/x", None, ("proxy", "evil.example")),
+    ("proxy-deep-path", "http://evil.example/a/b/c", None, ("proxy", "evil.example")),
+    ("proxy-scheme-separator-in-query", "http://evil.example/x?u=ftp://other.example", None,
+     ("proxy", "evil.example")),
     ("proxy-no-host", "http:///x", None, ("proxy", "(none)")),
     ("proxy-long-host", "http://" + "a" * 300 + ".example/", None, ("proxy", "a" * 253)),
     ("tunnel", "Evil.Example:443", None, ("tunnel", "evil.example")),
     ("tunnel-ipv6", "[::1]:443", None, ("tunnel", "::1")),
+    ("tunnel-ipv6-stray-bracket", "[::1]]:443", None, ("tunnel", "::1")),
     ("host-any-case-with-port", "/v9/x", "API.Payments.Example:443", ("host", "api.payments.example")),
     ("host-port-80", "/v9/x", "api.payments.example:80", ("host", "api.payments.example")),
     ("host-other-port-is-egress-itself", "/nope/x", "api.payments.example:8443", ("prefix", "nope")),
@@ -137,7 +141,7 @@ ASKED = [
     ("host-ipv6-no-port", "/nope/x", "[::1]", ("host", "::1")),
     ("host-ipv6-port-80", "/nope/x", "[::1]:80", ("host", "::1")),
     ("host-ipv6-other-port", "/nope/x", "[::1]:9999", ("prefix", "nope")),
-    ("host-ipv6-junk-after-bracket", "/nope/x", "[::1]x80", ("host", "::1")),
+    ("host-ipv6-junk-after-bracket", "/nope/x", "[::1]x9999", ("host", "::1")),  # no port: names six
     ("no-host-header", "/Nope/x", None, ("prefix", "nope")),
     ("empty-host-header", "/nope/x", "", ("prefix", "nope")),
     ("prefix-query-first", "/nope?next=/x", "egress", ("prefix", "nope")),

@@ -68,6 +68,18 @@ def test_header_strips_and_their_events(case):
     assert ex.anomalous is anomalous
 
 
+@pytest.mark.parametrize("name,stripped", [("X-7-a-anything", True), ("X-7-c-anything", False),
+                                          ("X-77-a-x", False)], ids=["matches", "class-differs", "one-char-only"])
+def test_a_pattern_using_every_wildcard_is_a_pattern(name, stripped):
+    settings = settings_from_dict({"sanitize": {"strip_headers": ["x-?-[ab]*"]},
+                                   "upstreams": [{"name": "pay", "url": "https://api.pay.example/v1"}]},
+                                  base_dir=Path("."), environ={})
+    ex = Exchange("GET")
+    out = Sanitizer(settings).headers(CIMultiDict([(name, "v")]), settings.upstreams[0], ex)
+    assert (name not in out) is stripped
+    assert [e.attrs.get("kind") for e in ex.events] == (["configured"] if stripped else [])
+
+
 def test_the_callers_own_jwt_header_is_never_forwarded():
     callers = {"identity": "jwt", "jwt": {"header": "X-Caller-Token", "issuers": [
         {"issuer": "https://kubernetes.default.svc", "jwks_url": "https://kubernetes.default.svc/jwks",
@@ -87,6 +99,18 @@ def test_a_space_in_a_query_name_reads_as_underscore(raw):
     ex = Exchange("GET")
     assert make()[0].query(raw, ex) == "a=1"
     assert [(e.attrs["name"], e.attrs["kind"]) for e in ex.events] == [("access_token", "configured")]
+
+
+def test_a_long_configured_query_name_is_recorded_in_64():
+    name = "partner_session_" + "x" * 70
+    settings = settings_from_dict({"sanitize": {"strip_query": [name]},
+                                   "upstreams": [{"name": "pay", "url": "https://api.pay.example/v1"}]},
+                                  base_dir=Path("."), environ={})
+    ex = Exchange("GET")
+    assert Sanitizer(settings).query(f"{name.upper()}=v&a=1", ex) == "a=1"
+    assert [(e.name, e.attrs) for e in ex.events] == [
+        ("egress.token_stripped", {"where": "query", "name": name[:64], "kind": "configured"})]
+    assert ex.anomalous is False
 
 
 # ------------------------------------------------------------------ bodies

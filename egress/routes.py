@@ -68,11 +68,12 @@ class Router:
                 return self._by_authority(host, port, None, path, query, via="host")
             return self._by_prefix(path, query)
         if "://" in target:
-            scheme = target.split("://", 1)[0].lower()
+            scheme = target.partition("://")[0].lower()
             if scheme not in _DEFAULT_PORTS:
                 raise DestinationNotAllowed("only http and https targets are allowed")
             try:
                 url = URL(target, encoded=True)
+                port = url.explicit_port  # parsed lazily: a port over 65535 raises here
             except ValueError as exc:
                 raise DestinationNotAllowed("malformed absolute target") from exc
             if url.user is not None or url.password is not None:
@@ -80,8 +81,8 @@ class Router:
             host = (url.raw_host or "").lower()
             if host not in self._by_host:
                 raise DestinationNotAllowed("host is not a configured upstream")
-            return self._by_authority(host, url.explicit_port, scheme, url.raw_path or "/", url.raw_query_string,
-                                      via="proxy")
+            # yarl gives a URL with a host the path "/" when it names none
+            return self._by_authority(host, port, scheme, url.raw_path, url.raw_query_string, via="proxy")
         raise DestinationNotAllowed("unsupported request target form")
 
     def upstream_for_url(self, url: URL) -> Upstream | None:
@@ -89,8 +90,7 @@ class Router:
         if url.scheme not in _DEFAULT_PORTS:
             return None
         for up in self._by_host.get((url.raw_host or "").lower(), ()):
-            port = url.port or _DEFAULT_PORTS[url.scheme]
-            if port == up.port and url.scheme == up.url.scheme and _under(url.raw_path, up.base_path):
+            if url.port == up.port and url.scheme == up.url.scheme and _under(url.raw_path, up.base_path):
                 return up
         return None
 
@@ -100,8 +100,9 @@ class Router:
 
     def _by_authority(self, host: str, port: int | None, scheme: str | None, path: str, query: str,
                       via: str) -> Route:
+        default = _DEFAULT_PORTS[scheme] if scheme else None  # absolute-form: the scheme's own port too
         for up in self._by_host[host]:
-            if port is not None and port != up.port and port != _DEFAULT_PORTS.get(scheme or "", -1):
+            if port is not None and port not in (up.port, default):
                 continue
             if _under(path, up.base_path):
                 return _route(up, path[len(up.base_path):], query, via)
@@ -129,16 +130,13 @@ def _has_dot_segment(raw_path: str) -> bool:
     percent-encoded (`%2e%2e`), hidden behind an encoded separator (`a%2f..%2fadmin`), a
     backslash (`a\\..\\admin`), a `;` parameter (`..;`) or double encoding (`%252e%252e`).
     An encoded slash alone (`group%2Fproject`) is left alone: some APIs need it."""
-    for segment in raw_path.split("/"):
-        text = segment
-        for _ in range(3):  # undo up to three layers of percent-encoding
-            decoded = unquote(text)
-            if decoded == text:
-                break
-            text = decoded
-        if any(piece.split(";", 1)[0] in (".", "..") for piece in _SEPARATORS.split(text)):
-            return True
-    return False
+    text = raw_path  # an escape never spans a "/", so the whole path decodes as its segments do
+    for _ in range(3):  # undo up to three layers of percent-encoding
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return any(piece.partition(";")[0] in (".", "..") for piece in _SEPARATORS.split(text))
 
 
 def _under(path: str, base: str) -> bool:
@@ -165,15 +163,10 @@ def _split_host(value: str) -> tuple[str, int | None]:
     return host, (int(port) if port.isascii() and port.isdigit() else None)
 
 
-def denied_host(target: str, host_header: str | None) -> str:
-    """The host a refused request named (absolute-form authority, else Host), for the
-    inventory of denied destinations: a host name only, lower-cased and bounded."""
-    if "://" in target:
-        authority = target.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    elif not target.startswith("/"):
-        authority = target  # CONNECT host:port
-    else:
-        authority = host_header or ""
+def denied_host(target: str) -> str:
+    """The host a refused absolute-form or CONNECT target named, for the inventory of denied
+    destinations: a host name only (no user info, port or path), lower-cased and bounded."""
+    authority = target.partition("://")[2].partition("/")[0].rpartition("@")[2] if "://" in target else target
     host, _ = _split_host(authority)
     return host[:253] or "(none)"
 
@@ -185,12 +178,12 @@ def asked_for(router: Router, target: str, host_header: str | None) -> tuple[str
     configured upstream's host (wrong port or path); `prefix`: the first path segment (the
     upstream name it asked for; `{id}` when it looks like an identifier or a token).  Lower-cased and bounded; never the path or query."""
     if "://" in target:
-        return "proxy", denied_host(target, None)
+        return "proxy", denied_host(target)
     if not target.startswith("/"):
-        return "tunnel", denied_host(target, None)
+        return "tunnel", denied_host(target)
     host, port = _split_host(host_header or "")
     if router._names_upstream(host, port):
-        return "host", host[:253]
+        return "host", host  # a configured upstream's own host name
     # a segment that looks like an identifier or a token is never recorded as such: `{id}`
-    name = template_segment(target[1:].split("?", 1)[0].split("/", 1)[0]).lower()
-    return "prefix", name[:64] or "(none)"
+    name = template_segment(target[1:].partition("?")[0].partition("/")[0]).lower()
+    return "prefix", name or "(none)"  # template_segment bounds it: a long segment is `{id}`

@@ -54,7 +54,7 @@ def header_key(name: str) -> str:
 def query_key(name: str) -> str:
     """A query name as PHP/Rails-style servers read it: `access_token[]`, `access.token` and
     `Access-Token` are all `access_token`."""
-    return _fold(unquote_plus(name) if "%" in name or "+" in name else name)
+    return _fold(unquote_plus(name))
 
 
 def _fold(name: str) -> str:
@@ -149,13 +149,13 @@ class Sanitizer:
         for i in range(0, len(parts), 2):
             pair = parts[i]
             name, _, value = pair.partition("=")
-            plain_name = unquote_plus(name) if "%" in name or "+" in name else name
+            plain_name = unquote_plus(name)
             low = _fold(plain_name)
             if low in self._strip_query:
                 ex.event("egress.token_stripped", anomaly=False, where="query", name=low[:64],
                          kind="configured")
                 continue
-            plain_value = unquote_plus(value) if "%" in value or "+" in value else value
+            plain_value = unquote_plus(value)
             if self.has_internal_jwt(plain_value) or self.has_internal_jwt(plain_name):
                 ex.event("egress.token_stripped", where="query", name=_event_name(plain_name, self),
                          kind="internal_jwt")
@@ -189,7 +189,7 @@ class Sanitizer:
         if not body or not self._issuers:
             return body
         encoded = bool(bodies.parse_encodings(content_encoding))
-        plain = _decode_request(body, content_encoding, max_decoded) if encoded else body
+        plain = _decode_request(body, content_encoding, max_decoded)  # the body itself when not encoded
         found, parsed = self._scan(plain, _is_json(content_type))
         if not found:
             return body
@@ -213,7 +213,7 @@ class Sanitizer:
     def _scan(self, body: bytes, is_json: bool) -> tuple[bool, object]:
         found = any(self._is_internal(m.group(1)) for m in _JWT_BYTES.finditer(body))
         parsed = None
-        if is_json and (found or b"\\u" in body or b"\\/" in body):
+        if is_json and (found or b"\\u" in body):  # only a \u escape can spell a token character
             try:
                 parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -222,7 +222,7 @@ class Sanitizer:
                 found = found or self._json_has_token(parsed)
         return found, parsed
 
-    def _json_has_token(self, node: object, depth: int = 0) -> bool:
+    def _json_has_token(self, node: object) -> bool:
         stack = [node]
         while stack:
             item = stack.pop()
@@ -263,5 +263,5 @@ def _decode_request(body: bytes, content_encoding: str | None, cap: int) -> byte
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")

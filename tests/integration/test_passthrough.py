@@ -5,6 +5,7 @@ provider writes each body over time; the callers are aiohttp, requests and httpx
 import asyncio
 import gzip
 import hashlib
+import subprocess
 import time
 import zlib
 
@@ -211,7 +212,13 @@ def fetch_httpx(url):
     raise AssertionError(f"a complete answer: {resp.status_code} {resp.headers} {resp.content[:200]!r}")
 
 
-@pytest.mark.parametrize("fetch", [fetch_requests, fetch_httpx], ids=["requests", "httpx"])
+def fetch_curl(url):
+    done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "X-Egress-Caller: checkout", "--max-time", "10",
+                           url], capture_output=True, text=True)
+    assert done.returncode == 18, done  # CURLE_PARTIAL_FILE: "transfer closed with outstanding read data"
+
+
+@pytest.mark.parametrize("fetch", [fetch_requests, fetch_httpx, fetch_curl], ids=["requests", "httpx", "curl"])
 @pytest.mark.parametrize("case", CUTS, ids=[c[0] for c in CUTS])
 async def test_a_cut_stream_is_incomplete_for_every_client_and_recorded(case, fetch, tmp_path, provider, proxy):
     name, handler, over, reason, (event, key, value) = case

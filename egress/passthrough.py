@@ -48,7 +48,7 @@ _NO_BODY = frozenset({204, 205, 304})
 
 
 def wanted(op, up: Upstream, method: str, status: int, headers, *, has_contract: bool,
-           keep_unmatched: bool = False) -> bool:
+           keep_unmatched: bool) -> bool:
     """Whether nothing will validate this response's body (so it may pass as it arrives)."""
     if method == "HEAD" or status in _NO_BODY or is_redirect(status) or status == 429 \
             or status in up.retry.on_status:
@@ -69,7 +69,7 @@ def wanted(op, up: Upstream, method: str, status: int, headers, *, has_contract:
     return select(spec.content, content_type) is not None and not is_json(media_type(content_type))
 
 
-def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool = False):
+def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool):
     """The send stage's hook: True for a sequential stream (stream_respond.py) or a pass-through body."""
     def decide(status: int, headers) -> bool:
         return sequential(status, headers) or wanted(op, up, method, status, headers, has_contract=has_contract,

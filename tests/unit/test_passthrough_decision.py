@@ -107,5 +107,5 @@ SEQUENTIAL = [
 def test_sequential_streams_go_to_stream_respond(case):
     name, status, ctype, streamed = case
     json_everywhere = Operation("GET", "/x", None, {}, {}, ResponseSpec("default", {JSON: MediaSpec(JSON, None)}))
-    decide = stream_if(json_everywhere, upstream(), "GET", has_contract=True)
+    decide = stream_if(json_everywhere, upstream(), "GET", has_contract=True, keep_unmatched=False)
     assert decide(status, headers(ctype)) is streamed

@@ -113,13 +113,19 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold |
 
 def _content_type(resp: UpstreamResponse) -> str | None:
     """The one Content-Type; None when absent.  Several differing fields: `_AMBIGUOUS`."""
-    values = resp.headers.getall("Content-Type", [])
+    return content_type_of(resp.headers)
+
+
+def content_type_of(headers) -> str | None:
+    """The one Content-Type of these headers; None when absent.  Several differing: `_AMBIGUOUS`."""
+    values = headers.getall("Content-Type", [])
     if len({v.strip().lower() for v in values}) > 1:
         return _AMBIGUOUS
     return values[0] if values else None
 
 
 _AMBIGUOUS = "\x00ambiguous"
+AMBIGUOUS = _AMBIGUOUS  # what content_type_of says for several differing Content-Type fields
 
 
 def _status_undeclared(op, status: int) -> CheckResult | None:

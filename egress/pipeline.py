@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from egress import check, identity, stream_respond
+from egress import check, identity, passthrough, stream_respond
 from egress.errors import EgressError, OperationNotAllowed, ShuttingDown, UpstreamTimeout
 from egress.exchange import CURRENT, Attempt, Exchange
 from egress.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent
@@ -111,17 +111,24 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     breaker = state.breakers.get(up.name, up.breaker, ex.operation)
     if state.store_down():  # on the span, not an anomaly: every request would be traced
         ex.event("egress.breaker_store_down", anomaly=False, breaker=breaker.key)
+    streams = passthrough.stream_if(op, up, request.method, has_contract=contract is not None,
+                                    keep_unmatched=rt.recorder is not None)  # bodies read as they arrive
     def send():
         return _send(rt.clients[up.name], request.method, target, headers, body, ex, state, breaker,
-                     idempotency_key="Idempotency-Key" in request.headers, stream_if=stream_respond.sequential)
+                     idempotency_key="Idempotency-Key" in request.headers, stream_if=streams)
     resp = await send()
     # a 401 to an oauth2 token (the partner refused before acting): once more with a new token
     if resp.status == 401 and await state.credentials.renew_after_401(headers, up, ex):
         await resp.release()
         resp = await send()
     state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
-    if resp.stream is not None:  # SSE / NDJSON: checked and forwarded event by event (stream_respond.py)
-        return await stream_respond.relay(request, resp, op, up, ex, has_contract=contract is not None)
+    if resp.stream is not None and stream_respond.sequential(resp.status, resp.headers):
+        # SSE / NDJSON: checked and forwarded event by event (stream_respond.py)
+        return await stream_respond.relay(request, resp, op, up, ex, has_contract=contract is not None,
+                                          recorder=rt.recorder)
+    if resp.stream is not None:  # nothing validates this body: forwarded as it arrives (passthrough.py)
+        return await passthrough.relay(request, resp, op, up, ex, state.inflight.hold(),
+                                       has_contract=contract is not None, recorder=rt.recorder)
     # check
     check.check_redirect(resp, rt.router, ex)
     checked = check.decode_body(resp, up, ex, state.inflight.hold())

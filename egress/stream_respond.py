@@ -55,9 +55,9 @@ def error_item(kind: str, document: dict) -> bytes:
 
 
 async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
-                has_contract: bool) -> web.StreamResponse:
+                has_contract: bool, recorder=None) -> web.StreamResponse:
     try:
-        return await _relay(request, resp, op, up, ex, has_contract=has_contract)
+        return await _relay(request, resp, op, up, ex, has_contract=has_contract, recorder=recorder)
     finally:  # whatever happened, no provider connection (or breaker permit) outlives the exchange
         if not resp.stream.closed:
             resp.stream.close()
@@ -65,7 +65,7 @@ async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstre
 
 
 async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
-                 has_contract: bool) -> web.StreamResponse:
+                 has_contract: bool, recorder=None) -> web.StreamResponse:
     stream = resp.stream
     mode = (op.mode or up.mode) if op is not None else up.mode
     plan = plan_stream(op, mode, resp.status, resp.headers.get("Content-Type"), has_contract=has_contract)
@@ -91,17 +91,17 @@ async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstr
     try:
         await response.prepare(request)
         cut = await _pump(response, resp, op, up, ex, plan, enforce=mode == "enforce" and plan.checked,
-                          checked=plan.checked)
+                          checked=plan.checked, record=_recording(recorder, request.method, resp, ex))
     except asyncio.CancelledError as exc:  # the caller went away (handler cancellation)
-        _end(ex, stream, facts, "caller_gone", exc)
+        end_stream(ex, stream, facts, "caller_gone", exc)
         raise
     except ConnectionError:  # writing to a caller that is gone
-        _end(ex, stream, facts, "caller_gone", asyncio.CancelledError())
+        end_stream(ex, stream, facts, "caller_gone", asyncio.CancelledError())
         return response
     if cut is None:
-        _end(ex, stream, facts, "complete", None)
+        end_stream(ex, stream, facts, "complete", None)
     else:
-        _end(ex, stream, facts, cut.reason, cut)
+        end_stream(ex, stream, facts, cut.reason, cut)
         ex.finish(resp.status, cut.reason)
         try:
             tail = error_item(plan.kind, problem_document(cut, ex))
@@ -118,7 +118,7 @@ async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstr
 
 
 async def _pump(response: web.StreamResponse, resp: UpstreamResponse, op, up: Upstream, ex: Exchange,
-                plan, *, enforce: bool, checked: bool) -> EgressError | None:
+                plan, *, enforce: bool, checked: bool, record=None) -> EgressError | None:
     """Forward items until the stream ends (None) or is cut (the error that cut it)."""
     stream, facts, limits = resp.stream, ex.stream, up.limits
     framer = framer_for(plan.kind, limits.max_event_bytes)
@@ -127,7 +127,8 @@ async def _pump(response: web.StreamResponse, resp: UpstreamResponse, op, up: Up
         async for chunk in stream.chunks():
             if facts.first_byte_s is None:
                 facts.first_byte_s = time.monotonic() - started
-            out, cut = _judge(framer.feed(chunk), op, plan, limits, ex, enforce=enforce, checked=checked)
+            out, cut = _judge(framer.feed(chunk), op, plan, limits, ex, enforce=enforce, checked=checked,
+                              record=record)
             if out:
                 await response.write(out)
                 facts.bytes += len(out)
@@ -136,29 +137,38 @@ async def _pump(response: web.StreamResponse, resp: UpstreamResponse, op, up: Up
             # a read from a full buffer and a write below the high-water mark never suspend: without
             # this, one fast stream would hold the event loop while other callers wait for headers
             await asyncio.sleep(0)
-        out, cut = _judge(framer.finish(), op, plan, limits, ex, enforce=enforce, checked=checked)
+        out, cut = _judge(framer.finish(), op, plan, limits, ex, enforce=enforce, checked=checked,
+                          record=record)
         if out:
             await response.write(out)
             facts.bytes += len(out)
         return cut
-    except ItemTooLarge:
-        ex.event("egress.limit_exceeded", limit="max_event_bytes", value=limits.max_event_bytes, item=facts.items)
-        return ResponseTooLarge(f"one item of the stream is over limits.max_event_bytes ({limits.max_event_bytes})")
-    except ResponseTooLarge as err:
-        ex.event("egress.limit_exceeded", limit="max_response_bytes", value=limits.max_response_bytes,
-                 item=facts.items)
-        return err
-    except EgressError as err:  # upstream_timeout (idle / stream / first byte), dropped, bad encoding
-        ex.event("egress.stream_cut", reason=err.reason, item=facts.items, **err.extra)
-        return err
     except ConnectionError:  # the caller is gone: relay() ends the stream
         raise
-    except Exception:  # a bug of ours mid-stream: end it clearly, log the type only (no payloads)
-        logging.getLogger("egress").error("unhandled error while relaying a stream", exc_info=True)
-        return EgressError("egress failed while relaying this stream; see its logs")
+    except Exception as exc:
+        return cut_by(exc, ex, limits, stream)
 
 
-def _judge(items, op, plan, limits, ex: Exchange, *, enforce: bool, checked: bool):
+def cut_by(exc: Exception, ex: Exchange, limits, stream) -> EgressError:
+    """The error that ends a started stream (ours or passthrough.py's), with its span event."""
+    facts = ex.stream
+    if isinstance(exc, ItemTooLarge):
+        ex.event("egress.limit_exceeded", limit="max_event_bytes", value=limits.max_event_bytes, item=facts.items)
+        return ResponseTooLarge(f"one item of the stream is over limits.max_event_bytes ({limits.max_event_bytes})")
+    if isinstance(exc, ResponseTooLarge):  # the wire bytes, or what they decode to
+        wire = stream.wire_bytes > limits.max_response_bytes
+        limit = "max_response_bytes" if wire else "max_decompressed_bytes"
+        ex.event("egress.limit_exceeded", limit=limit, value=getattr(limits, limit), item=facts.items)
+        return exc
+    if isinstance(exc, EgressError):  # upstream_timeout (idle / stream / first byte), dropped, bad encoding
+        ex.event("egress.stream_cut", reason=exc.reason, item=facts.items, **exc.extra)
+        return exc
+    # a bug of ours mid-stream: end it clearly, log the type only (no payloads)
+    logging.getLogger("egress").error("unhandled error while relaying a stream", exc_info=exc)
+    return EgressError("egress failed while relaying this stream; see its logs")
+
+
+def _judge(items, op, plan, limits, ex: Exchange, *, enforce: bool, checked: bool, record=None):
     """The bytes of the items that may go out, and the error that cuts the stream (or None)."""
     facts = ex.stream
     out = []
@@ -170,6 +180,8 @@ def _judge(items, op, plan, limits, ex: Exchange, *, enforce: bool, checked: boo
                 facts.violations += 1
                 ex.contract = "violated"
                 violations = _record(ex, result, facts.items)
+                if record is not None and facts.violations == 1:  # the stream's first violating item
+                    record(item.data)
                 if enforce:
                     error = _ENFORCE_ERRORS.get(result.reason or "contract_violation", ContractViolation)
                     return b"".join(out), error(
@@ -178,6 +190,15 @@ def _judge(items, op, plan, limits, ex: Exchange, *, enforce: bool, checked: boo
         out.append(item.raw)
         facts.items += 1
     return b"".join(out), None
+
+
+def _recording(recorder, method: str, resp: UpstreamResponse, ex: Exchange):
+    """What writes a violating item for `learn` (the recorder bounds size and count), or None."""
+    if recorder is None:
+        return None
+    operation = ex.operation or f"{method} {ex.path}"
+    return lambda data: recorder.record(ex.upstream_name, operation, resp.status,
+                                        resp.headers.get("Content-Type"), data)
 
 
 def _record(ex: Exchange, result, index: int) -> list[dict]:
@@ -189,7 +210,8 @@ def _record(ex: Exchange, result, index: int) -> list[dict]:
     return violations
 
 
-def _end(ex: Exchange, stream, facts: StreamFacts, end: str, exc: BaseException | None) -> None:
+def end_stream(ex: Exchange, stream, facts: StreamFacts, end: str, exc: BaseException | None) -> None:
+    """The stream ended (`end`): facts recorded, provider connection closed, the breaker told once."""
     facts.end = end
     ex.response_bytes = stream.decoded_bytes
     stream.close()

@@ -89,6 +89,7 @@ class UpstreamResponse:
     async def release(self) -> None:  # a read body needs nothing; a stream's connection is dropped
         if self.stream is not None:
             self.stream.close()
+            self.stream.settle(None)  # the provider answered (e.g. a 401 replayed): counted once, now
 
     def settle_later(self, settle) -> bool:
         """A streamed response's outcome is known when the stream ends: `settle(exc | None)` then."""
@@ -181,7 +182,8 @@ class UpstreamClient:
                                                   "not a final HTTP status")
                     declared = resp.content_length
                     cap = up.limits.max_response_bytes
-                    if declared is not None and declared > cap:
+                    # a HEAD's (or 304's) Content-Length is the size of a body it does not carry
+                    if declared is not None and declared > cap and method != "HEAD" and resp.status != 304:
                         raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
                     if stream_if is not None and stream_if(resp.status, resp.headers):
                         stream = UpstreamStream(resp, up, first_byte_by=first_byte_by, clock=clock)

@@ -4,13 +4,16 @@
     async for chunk in stream.chunks():     # decoded bytes, as they arrive
         ...
     stream.close()                          # drops the provider connection at once (idempotent)
+    stream.release()                        # the body was read to its end: the connection goes back to the pool
     stream.settle(exc)                      # the outcome, once, for the breaker (None: completed)
 
 Until the first body byte the exchange's `timeout.total` deadline holds (`first_byte_by`); then
 each gap between chunks is bounded by `timeout.idle` and the whole stream, from its response
 headers, by `timeout.stream`.  Wire bytes count against `max_response_bytes` (the whole stream),
 decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
-chunk in hand.  aiohttp's errors are translated here: UpstreamTimeout (`extra['bound']` says which),
+chunk in hand (while `keep_wire` is a list, each wire chunk is also appended to it, for a
+caller that may still answer the body whole; a coded chunk is decoded in SLICE-sized pieces, so
+one chunk's output is bounded by what SLICE bytes inflate to).  aiohttp's errors are translated here: UpstreamTimeout (`extra['bound']` says which),
 ResponseTooLarge, UnexpectedContentEncoding, UpstreamUnavailable (the provider dropped the stream).
 """
 
@@ -25,6 +28,8 @@ import aiohttp
 from egress.config import Upstream
 from egress.errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.bodies import StreamDecoder
+
+SLICE = 1024  # wire bytes fed to a decoder at once (one output stays near SLICE x the ratio)
 
 
 class UpstreamStream:
@@ -42,6 +47,7 @@ class UpstreamStream:
                                       up.limits.max_decompressed_bytes)
         self._settle: Callable[[BaseException | None], None] | None = None
         self.closed = False
+        self.keep_wire: list[bytes] | None = None  # set to a list: wire chunks are kept there too
 
     def on_settle(self, settle: Callable[[BaseException | None], None]) -> None:
         """Who counts this stream's outcome (the breaker permit of its attempt)."""
@@ -85,10 +91,23 @@ class UpstreamStream:
             self.wire_bytes += len(chunk)
             if self.wire_bytes > cap:
                 raise ResponseTooLarge(f"the stream from {up.name} is over max_response_bytes ({cap})")
-            out = self._decoder.feed(chunk)
-            if out:
-                self.decoded_bytes += len(out)
-                yield out
+            if self.keep_wire is not None:
+                self.keep_wire.append(chunk)
+            if self._decoder.identity:
+                self.decoded_bytes += len(chunk)
+                yield chunk
+                continue
+            for start in range(0, len(chunk), SLICE):
+                out = self._decoder.feed(chunk[start:start + SLICE])
+                if out or self.keep_wire is not None:  # a reader keeping wire bytes sees every chunk
+                    self.decoded_bytes += len(out)
+                    yield out
+
+    def release(self) -> None:
+        """The body was read to its end: the connection may serve another request."""
+        if not self.closed:
+            self.closed = True
+            self._resp.release()
 
     def close(self) -> None:
         """Drop the provider connection (never returned to the pool mid-stream)."""

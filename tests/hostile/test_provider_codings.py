@@ -10,6 +10,7 @@ is what egress checked, and that a normal request through the same egress still 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import zlib
 
@@ -36,6 +37,7 @@ def zeros_member(size: int) -> bytes:
     return b"".join([c.compress(bytes(MiB)) for _ in range(size // MiB)] + [c.flush()])
 
 
+CUT = "cut"  # the answer started (200, chunked) and its connection was cut: no terminating chunk
 BOMB_MEMBER = zeros_member(64 * MiB)  # ~64 KiB on the wire; max_decompressed_bytes is 8 MiB here
 
 CASES = [
@@ -47,7 +49,9 @@ CASES = [
      "violated", None),
     ("second-member-is-a-bomb", gz(VALID) + BOMB_MEMBER, ["gzip"], "enforce", 502, "response_too_large",
      "unchecked", None),
-    ("second-member-is-a-bomb-mode-off", gz(VALID) + BOMB_MEMBER, ["gzip"], "off", 502, "response_too_large",
+    # mode off: nothing checks the body, so it is streamed (passthrough.py); past the window the bomb CUTS
+    # the connection (the caller's client raises an incomplete-read error), the reason is recorded
+    ("second-member-is-a-bomb-mode-off", gz(VALID) + BOMB_MEMBER, ["gzip"], "off", CUT, "response_too_large",
      "unchecked", None),
     ("x-gzip-second-member-hidden", gz(VALID) + gz(OVER), ["x-gzip"], "enforce", 502, "invalid_json", "violated",
      None),
@@ -63,6 +67,7 @@ CASES = [
     ("gzip-field-then-gzip-field", gz(gz(VALID)), ["gzip", "gzip"], "enforce", 200, None, "valid", VALID),
     ("gzip-field-then-gzip-field-violating", gz(gz(OVER)), ["gzip", "gzip"], "enforce", 502,
      "contract_violation", "violated", None),
+    # the inner gzip inflates past the cap within the read-ahead window: refused before any byte is sent
     ("stacked-in-one-field-bomb-inside", gz(gz(bytes(64 * MiB))), ["gzip, gzip"], "off", 502,
      "response_too_large", "unchecked", None),
     ("unsupported-coding-in-second-field", gz(VALID), ["gzip", "br"], "enforce", 502,
@@ -79,22 +84,35 @@ def serve(body: bytes, fields: list[str]):
     return handler
 
 
-async def start(tmp_path, provider, proxy, good, handler, mode="enforce"):
+async def start(tmp_path, provider, proxy, good, handler, mode="enforce", observers=None):
     ops = {"GET /charges/{id}": {"responses": {"200": {"content_type": "application/json", "schema": CHARGE}}}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"operations": ops}))
     bad = await provider(handler)
     doc = base_config([hostile_upstream(bad.url, contract="bad.yaml", mode=mode), good_upstream(good.url)],
                       contracts_dir=str(tmp_path))
-    return bad, await proxy(doc, base_dir=tmp_path)
+    return bad, await proxy(doc, base_dir=tmp_path, observers=observers)
 
 
 @pytest.mark.parametrize("accept", ["gzip, deflate", "identity"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 async def test_hostile_codings(case, accept, tmp_path, provider, proxy, good):
     name, body, fields, mode, status, reason, verdict, decoded = case
-    bad, p = await start(tmp_path, provider, proxy, good, serve(body, fields), mode)
-    resp = await asyncio.to_thread(requests.get, p.url + "/bad/charges/ch_1", timeout=10,
-                                   headers={"X-Egress-Caller": "checkout", "Accept-Encoding": accept})
+    seen = []
+    bad, p = await start(tmp_path, provider, proxy, good, serve(body, fields), mode, observers=[seen.append])
+    get = functools.partial(requests.get, p.url + "/bad/charges/ch_1", timeout=10,
+                            headers={"X-Egress-Caller": "checkout", "Accept-Encoding": accept})
+    if status == CUT:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            await asyncio.to_thread(get)
+        await asyncio.sleep(0.05)
+        ex = seen[-1]
+        assert (ex.status, ex.reason, ex.stream.end, ex.contract) == (200, reason, reason, verdict)
+        assert any(e.name == "egress.limit_exceeded" and e.attrs["limit"] == "max_decompressed_bytes"
+                   for e in ex.events)
+        assert bad.hits == 1
+        await assert_still_serves(p)
+        return
+    resp = await asyncio.to_thread(get)
     assert resp.status_code == status, resp.text[:300]
     assert resp.headers.get("X-Egress-Error") == reason
     assert resp.headers["X-Egress-Contract"] == verdict

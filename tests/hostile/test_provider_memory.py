@@ -5,7 +5,9 @@ sampled from /proc, not this process's peak) serves 24 slow-reading callers, eac
 ~10 KB of gzip that inflates to 7 MiB, under `limits.max_inflight_bytes: 32 MiB`.  Beyond
 the budget egress answers 503 `proxy_overloaded` with Retry-After; RSS stays near the budget;
 once the callers are gone the whole budget is available again (nothing leaked) and a normal
-request works.  bench/bomb_rss.py measures the same at the issue's scale (40 x 49 MiB).
+request works.  bench/bomb_rss.py measures the same at the issue's scale (40 x 49 MiB).  The route
+is validated (a JSON schema): those bodies are read whole; an unvalidated body is streamed and charges
+only its read-ahead window (tests/integration/test_passthrough.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import zlib
 
 import pytest
+import yaml
 from aiohttp import web
 
 from tests.hostile.conftest import MiB, rss_bytes
@@ -69,8 +72,11 @@ async def bomb_provider():
 
 
 async def test_inflight_budget_under_many_slow_bomb_callers(bomb_provider, tmp_path):
-    doc = {"limits": {"max_inflight_bytes": BUDGET},
-           "upstreams": [{"name": "bad", "url": bomb_provider + "/v1", "callers": ["*"],
+    ops = {f"GET /{name}": {"responses": {"200": {"content_type": "application/json", "schema": {"type": "object"}}}}
+           for name in ("bomb", "small")}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"operations": ops}))
+    doc = {"limits": {"max_inflight_bytes": BUDGET}, "contracts_dir": str(tmp_path),
+           "upstreams": [{"name": "bad", "url": bomb_provider + "/v1", "callers": ["*"], "contract": "bad.yaml", "mode": "report",
                           "allow_private_addresses": True, "retry": {"attempts": 1},
                           "timeout": {"connect": 2, "total": 20}, "breaker": {"failures": 10000},
                           "limits": {"max_decompressed_bytes": 8 * MiB}}]}

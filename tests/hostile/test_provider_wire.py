@@ -12,7 +12,9 @@ import asyncio
 import time
 import zlib
 
+import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 
 from tests.conftest import base_config
@@ -102,7 +104,6 @@ RAW = [
      "upstream_timeout", 3),
     ("no-answer-at-all", idle_forever, {"timeout": {"connect": 1, "total": 1}}, 504, "upstream_timeout", 3),
     ("body-stops-halfway", half_body, {}, 502, "upstream_unavailable", 2),
-    ("endless-chunked-body", endless_chunked, {}, 502, "response_too_large", 5),
     ("header-line-too-long",
      send_bytes(head(b"HTTP/1.1 200 OK", b"Content-Length: 2", b"X-Big: " + b"a" * 20000) + b"ok"), {}, 502,
      "response_too_large", 2),
@@ -144,10 +145,55 @@ async def test_hostile_wire(case, raw_provider, good, proxy):
     await assert_still_serves(p)
     assert rss_bytes() - rss_before < 64 * MiB
     assert watch.growth() < 64 * MiB
-    if name == "endless-chunked-body":
-        await asyncio.sleep(0.2)
-        # egress hung up at the 1 MiB cap: the provider got to write the cap plus socket buffers
-        assert ENDLESS_WRITTEN and ENDLESS_WRITTEN[-1] < 64 * MiB
+
+
+def validated(tmp_path) -> dict:
+    """Upstream overrides for a route whose 200 is validated as one JSON document (read whole)."""
+    ops = {f"GET {path}": {"responses": {"200": {"content_type": "application/json", "schema": {"type": "object"}}}}
+           for path in ("/x", "/charges/{id}")}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"operations": ops}))
+    return {"contract": "bad.yaml"}
+
+
+# a validated route refuses whole (502 problem+json); an unvalidated one streams (passthrough.py): its
+# answer started (200, chunked), so a cap CUTS the connection (no last chunk) and the reason is recorded
+ROUTES = ["validated", "unvalidated"]
+
+
+async def assert_cut(resp, seen, reason: str, limit: str) -> None:
+    """The answer started and was cut: the caller's client sees an incomplete body; egress recorded why."""
+    assert resp.status == 200 and "Content-Length" not in resp.headers
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    await asyncio.sleep(0.05)
+    ex = seen[-1]
+    assert (ex.status, ex.reason, ex.stream.kind, ex.stream.end) == (200, reason, "passthrough", reason)
+    assert [e.attrs["limit"] for e in ex.events if e.name == "egress.limit_exceeded"] == [limit]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_endless_chunked_body(route, raw_provider, good, proxy, tmp_path):
+    bad = await raw_provider(endless_chunked)
+    over = validated(tmp_path) if route == "validated" else {}
+    seen = []
+    p = await proxy(base_config([hostile_upstream(bad.url, **over), good_upstream(good.url)],
+                                contracts_dir=str(tmp_path)), base_dir=tmp_path, observers=[seen.append])
+    rss_before, watch = rss_bytes(), RssWatch()
+    started = time.monotonic()
+    async with p.request("GET", "/bad/charges/ch_1") as resp:
+        if route == "validated":
+            problem = await read_problem(resp)
+            assert resp.status == 502 and problem["reason"] == "response_too_large", problem
+        else:
+            await assert_cut(resp, seen, "response_too_large", "max_response_bytes")
+    assert time.monotonic() - started < 5
+    assert bad.hits == 1
+    await assert_still_serves(p)
+    assert rss_bytes() - rss_before < 64 * MiB
+    assert watch.growth() < 64 * MiB
+    await asyncio.sleep(0.2)
+    # egress hung up at the 1 MiB cap: the provider got to write the cap plus socket buffers
+    assert ENDLESS_WRITTEN and ENDLESS_WRITTEN[-1] < 64 * MiB
 
 
 BOMBS = [
@@ -157,21 +203,27 @@ BOMBS = [
 ]
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("case", BOMBS, ids=[c[0] for c in BOMBS])
-async def test_decompression_bomb(case, provider, good, proxy):
-    """512 MiB behind ~500 KiB: refused at max_decompressed_bytes (8 MiB), peak memory barely moves.
-
-    Without the bounded inflate (bodies._inflate), this process would hold > 512 MiB."""
+async def test_decompression_bomb(case, route, provider, good, proxy, tmp_path):
+    """512 MiB behind ~500 KiB: refused (validated) or cut (streamed) at max_decompressed_bytes (8 MiB),
+    peak memory barely moves.  Without the bounded inflate (bodies.py), this process would hold > 512 MiB."""
     name, encoding, wbits = case
     body = bomb(wbits)
     assert len(body) * 1000 < BOMB_BYTES * 1.1  # it really is ~1,000:1
     bad = await provider(bomb_handler(encoding, wbits))
-    p = await proxy(base_config([hostile_upstream(bad.url), good_upstream(good.url)]))
+    over = validated(tmp_path) if route == "validated" else {}
+    seen = []
+    p = await proxy(base_config([hostile_upstream(bad.url, **over), good_upstream(good.url)],
+                                contracts_dir=str(tmp_path)), base_dir=tmp_path, observers=[seen.append])
     rss_before, watch = rss_bytes(), RssWatch()
     for accept in ("identity", "gzip, deflate"):  # egress decodes to check size even when it could pass it on
         async with p.request("GET", "/bad/x", headers={"Accept-Encoding": accept}) as resp:
-            problem = await read_problem(resp)
-            assert resp.status == 502 and problem["reason"] == "response_too_large", problem
+            if route == "validated":
+                problem = await read_problem(resp)
+                assert resp.status == 502 and problem["reason"] == "response_too_large", problem
+            else:
+                await assert_cut(resp, seen, "response_too_large", "max_decompressed_bytes")
     assert bad.hits == 2
     await assert_still_serves(p)
     assert rss_bytes() - rss_before < 64 * MiB
@@ -229,11 +281,15 @@ async def test_bomb_with_a_tls_provider_is_still_bounded(good, proxy, tmp_path):
     ca.cert_pem.write_to_path(str(ca_file))
     fake = await FakeProvider(bomb_handler("gzip", 31), ssl_context=ctx).start()
     try:
-        p = await proxy(base_config([hostile_upstream(f"https://localhost:{fake.port}", tls={"ca_file": str(ca_file)}),
-                                     good_upstream(good.url)]))
+        seen = []
+        up = hostile_upstream(f"https://localhost:{fake.port}", tls={"ca_file": str(ca_file)}, **validated(tmp_path))
+        p = await proxy(base_config([up, good_upstream(good.url)], contracts_dir=str(tmp_path)), base_dir=tmp_path,
+                        observers=[seen.append])
         watch = RssWatch()
-        async with p.request("GET", "/bad/x") as resp:
+        async with p.request("GET", "/bad/x") as resp:  # validated route: refused whole
             assert resp.status == 502 and (await read_problem(resp))["reason"] == "response_too_large"
+        async with p.request("GET", "/bad/y") as resp:  # no operation (unmatched allow): streamed, then cut
+            await assert_cut(resp, seen, "response_too_large", "max_decompressed_bytes")
         assert watch.growth() < 96 * MiB
         await assert_still_serves(p)
     finally:

@@ -26,7 +26,7 @@ FLOORS = [
     ("egress.observe.templating", 1), ("egress.observe.tracecontext", 1),
     ("egress.routes", 2), ("egress.identity", 2), ("egress.sanitize", 2), ("egress.credentials", 2),
     ("egress.send", 2), ("egress.suspensions", 2), ("egress.check", 2), ("egress.respond", 2), ("egress.problem", 2),
-    ("egress.stream_respond", 2),
+    ("egress.stream_respond", 2), ("egress.passthrough", 2),
     ("egress.observe", 3), ("egress.generation", 3),
     ("egress.process", 4), ("egress.pipeline", 4),
     ("egress.admin", 5), ("egress.admin_auth", 5), ("egress.app", 5), ("egress.workers", 5),

@@ -346,7 +346,7 @@ async def test_token_requests_share_one_pooled_connection(idp, sources):
 FAILED = [  # id, how the IdP answers, what egress logs
     ("status-201", {"status": 201}, "status 201"),
     ("redirect-not-followed", {"status": 302, "raw": b""}, "status 302"),
-    ("answer-over-64-KiB", {"raw": b"{" + b" " * 70000 + b"}"}, "response_too_large"),
+    ("answer-of-64-KiB-and-a-byte", {"raw": b'{"access_token": "t"}'.ljust(65537)}, "response_too_large"),
     ("too-slow", {"delay": 1.0}, "upstream_timeout"),
 ]
 
@@ -382,3 +382,25 @@ async def test_the_client_secret_file_is_what_is_presented(idp, sources, tmp_pat
     await source.token()
     auth = idp.fake.requests[0].headers["Authorization"]
     assert base64.b64decode(auth[6:]).decode() == "egress-client:from-the-file"
+
+
+async def test_an_answer_of_exactly_64_kib_is_read(idp, sources):
+    idp.raw = b'{"access_token": "t-64k"}'.ljust(65536)
+    source = sources(upstream(idp.url), Clock())
+    assert await source.token() == "t-64k"
+
+
+async def test_a_clock_starting_at_zero_fetches_at_once(idp, sources):
+    source = sources(upstream(idp.url), Clock(0.0))
+    assert await source.token() == "tok-1" and idp.hits == 1
+
+
+async def test_a_closed_source_gives_no_token_and_logs_only_the_failure_type(idp, caplog):
+    caplog.set_level(logging.WARNING, logger="egress")
+    source = TokenSource(upstream(idp.url), clock=Clock())
+    assert await source.token() == "tok-1"
+    await source.close()
+    source.invalidate("tok-1")
+    with pytest.raises(CredentialUnavailable):
+        await source.token()
+    assert [f["error"] for f in failures(caplog)] == ["AssertionError"] and idp.hits == 1

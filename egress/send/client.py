@@ -151,10 +151,8 @@ class UpstreamClient:
                 return resp
             next_url = _join(url, location)
             hops += 1
-            if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):
+            if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):  # (https never to http)
                 raise RedirectBlocked("redirect to a host outside redirects.allow_hosts (or too many hops)")
-            if url.scheme == "https" and next_url.scheme != "https":  # never replay over cleartext
-                raise RedirectBlocked("redirect from https to plain http refused")
             if next_url.origin() != up.url.origin():  # the credential is for the upstream's origin only
                 headers = _without_credential(headers, up)
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
@@ -168,9 +166,9 @@ class UpstreamClient:
         # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.timeout.connect)
         clock = asyncio.get_running_loop().time
-        first_byte_by = clock() + max(timeout, 0.001)
+        first_byte_by = clock() + timeout   # (none or a negative budget: expired at once)
         try:
-            async with asyncio.timeout(max(timeout, 0.001)):
+            async with asyncio.timeout(timeout):
                 resp = await self._session.request(method, url, headers=headers, data=body or None,
                                                    allow_redirects=False, timeout=client_timeout)
                 streamed = False
@@ -191,7 +189,7 @@ class UpstreamClient:
                 finally:
                     if not streamed:
                         resp.release()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError (connect, read) is one
             raise UpstreamTimeout(f"no complete answer from {up.name} within the timeout") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UpstreamUnavailable(f"TLS certificate of {up.name} failed verification",
@@ -224,19 +222,21 @@ class UpstreamClient:
 
 def _join(base: URL, location: str) -> URL:
     try:
-        return base.join(URL(location.strip(), encoded=True))
+        url = base.join(URL(location.strip(), encoded=True))
+        url.port  # noqa: B018 - yarl parses the port lazily; a bad one raises here
+        return url
     except (ValueError, TypeError) as exc:
         raise RedirectBlocked("redirect Location is malformed") from exc
 
 
 def _hop_allowed(up: Upstream, url: URL) -> bool:
     """A hop must match scheme, host AND port of an allowed origin: the upstream's own, or an
-    `allow_hosts` entry (`host` means the upstream's scheme on its default port; `host:port`)."""
+    `allow_hosts` entry (`host` means the upstream's scheme on its default port; `host:port`).
+    yarl gives hosts without brackets and the scheme's default port when none is written."""
     if url.scheme != up.url.scheme or not url.raw_host:
         return False
-    host = url.raw_host.lower().strip("[]")
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    if host == up.host.lower().strip("[]") and port == up.port:
+    host, port = url.raw_host.lower(), url.port
+    if host == up.host.lower() and port == up.port:
         return True
     return (host, port) in allowed_origins(up.redirects.allow_hosts, up.url.scheme)
 
@@ -247,7 +247,7 @@ def allowed_origins(allow_hosts, scheme: str) -> set[tuple[str, int]]:
     for entry in allow_hosts:
         host, port = split_host_port(entry)
         if host:
-            out.add((host, port or _DEFAULT_PORTS.get(scheme, 443)))
+            out.add((host, port or _DEFAULT_PORTS[scheme]))
     return out
 
 
@@ -256,13 +256,17 @@ def split_host_port(entry: str) -> tuple[str, int | None]:
     entry = entry.strip().lower()
     if entry.startswith("["):
         host, _, rest = entry[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+        if rest and not rest.startswith(":"):
+            return "", None
+        port_text = rest[1:] if rest else None
     elif entry.count(":") == 1:
         host, _, port_text = entry.partition(":")
+    elif ":" in entry:  # an IPv6 address without brackets: its port cannot be told apart
+        return "", None
     else:
         host, port_text = entry, None
     if port_text is None:
-        return (host, None) if host and entry.count(":") <= 1 or entry.startswith("[") else ("", None)
+        return host, None
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         return "", None
     return host, int(port_text)

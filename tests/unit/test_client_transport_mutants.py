@@ -302,3 +302,36 @@ async def test_a_client_certificate_is_presented_when_configured(client, tls, tm
         assert fake.hits == 1
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+def unanswered_port():
+    """A loopback port whose accept queue is full: a new connection attempt hangs (SYN dropped)."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    yield port
+    for s in fillers:
+        s.close()
+    listener.close()
+
+
+async def test_the_connect_timeout_bounds_the_connection_attempt(client, unanswered_port):
+    c = await client(f"http://127.0.0.1:{unanswered_port}", timeout={"connect": 0.2, "total": 10})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamTimeout) as err:
+        await get(c, timeout=10)
+    assert err.value.reason == "upstream_timeout"
+    assert loop.time() - started < 3, "timeout.connect, not the whole budget"

@@ -220,7 +220,8 @@ async def test_an_upstream_without_credential_forwards_its_headers_across_origin
     assert resp.status == 200 and b.seen[0].headers["X-Api-Key"] == "partner-key"
 
 
-@pytest.mark.parametrize("location", ["http://[::1", "http://a:99999/"], ids=["unclosed-bracket", "bad-port"])
+@pytest.mark.parametrize("location", ["http://[::1", "http://a:99999/", "http://:80/"],
+                         ids=["unclosed-bracket", "bad-port", "no-host"])
 async def test_a_malformed_location_is_refused(hops, client, location):
     a = await hops()
     c = await client(a.fake.url, redirects={"follow": True, "allow_hosts": ["a"]})
@@ -228,3 +229,14 @@ async def test_a_malformed_location_is_refused(hops, client, location):
     with pytest.raises(RedirectBlocked) as err:
         await c.send("GET", "/go/302?to=" + quote(location, safe=""), with_key(), b"", timeout=5)
     assert err.value.reason == "redirect_blocked" and len(a.seen) == 1
+
+
+async def test_a_cross_origin_hop_without_the_credential_header_is_followed(hops, client):
+    from urllib.parse import quote
+
+    from multidict import CIMultiDict
+    a, b = await hops(), await hops()
+    c = await client(a.fake.url, redirects={"follow": True, "allow_hosts": [f"localhost:{b.fake.port}"]})
+    to = quote(f"http://localhost:{b.fake.port}/end", safe="")
+    resp = await c.send("GET", "/go/302?to=" + to, CIMultiDict({"Accept": "text/plain"}), b"", timeout=5)
+    assert resp.status == 200 and b.seen[0].headers["Accept"] == "text/plain"

@@ -24,7 +24,6 @@ from egress.config import Upstream
 from egress.errors import AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.streaming import UpstreamStream
 
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # the common ones; every 3xx but 304 is one
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -41,9 +40,10 @@ class BlockedAddressError(OSError):
 
 
 def address_allowed(ip_text: str) -> bool:
-    """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped)."""
+    """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped).
+    Cloud metadata (169.254.169.254, fd00:ec2::254) is link-local / unique-local: not global."""
     try:
-        ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
+        ip = ipaddress.ip_address(ip_text.partition("%")[0])
     except ValueError:
         return False
     if ip.version == 6:
@@ -53,9 +53,7 @@ def address_allowed(ip_text: str) -> bool:
             ip = ip.sixtofour
         elif ip in _NAT64:
             ip = ipaddress.ip_address(int(ip) & 0xFFFFFFFF)
-    if ip in _METADATA or ip.is_multicast:
-        return False
-    return ip.is_global
+    return ip.is_global and not ip.is_multicast
 
 
 def guarded_socket_factory(allow_private: bool | tuple = False):
@@ -73,7 +71,7 @@ def guarded_socket_factory(allow_private: bool | tuple = False):
 
 def _in(ip_text: str, network) -> bool:
     try:
-        return ipaddress.ip_address(ip_text.split("%", 1)[0]) in network
+        return ipaddress.ip_address(ip_text.partition("%")[0]) in network
     except ValueError:
         return False
 

@@ -88,7 +88,7 @@ class TokenSource:
     def invalidate(self, token: str) -> None:
         """The partner refused `token` (401): forget it if it is still the cached one."""
         if self._token is not None and self._token == token:
-            self._token, self._expires_at = None, 0.0
+            self._token = None   # (expires_at is read only while a token is cached)
 
     async def close(self) -> None:
         if self._inflight is not None:

@@ -371,3 +371,48 @@ def test_a_file_never_readable_has_no_value(tmp_path):
     (tmp_path / "missing").write_text("late")
     fv._clock = Clock(200.0)
     assert fv.get() == "late" and fv.generation == 1
+
+
+def test_a_change_right_after_the_first_read_is_seen_check_every_later(tmp_path):
+    path, clock = tmp_path / "key", Clock()
+    path.write_text("one")
+    fv = FileValue(str(path), check_every=1.0, clock=clock)
+    rewrite(path, "two")
+    clock.t = 100.999
+    assert fv.get() == "one"
+    clock.t = 101.0
+    assert fv.get() == "two"
+
+
+async def test_renew_after_401_without_the_header_sent_keeps_the_cached_token(creds, idp):
+    up = upstream(oauth(idp))
+    await creds.inject(CIMultiDict(), up, Exchange("GET"))
+    headers = CIMultiDict()
+    assert await creds.renew_after_401(headers, up, Exchange("GET")) is True
+    assert headers["Authorization"] == "Bearer tok-1" and idp.hits == 1
+
+
+class OneNameResolver:
+    """Resolves only `idp.test`, to 127.0.0.1 (what a cluster's DNS would do for a partner IdP)."""
+
+    async def resolve(self, host, port=0, family=0):
+        import socket
+        if host != "idp.test":
+            raise OSError(f"unknown host {host}")
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_token_endpoint_is_resolved_with_the_proxys_resolver(idp):
+    creds = Credentials(resolver=OneNameResolver())
+    try:
+        cred = {"header": "Authorization", "oauth2": {"token_url": f"http://idp.test:{idp.port}/token",
+                                                      "client_id": "c", "client_secret": "${V}"}}
+        headers = CIMultiDict()
+        await creds.inject(headers, upstream(cred), Exchange("GET"))
+        assert headers["Authorization"] == "Bearer tok-1" and idp.hits == 1
+    finally:
+        await creds.close()

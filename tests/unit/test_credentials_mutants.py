@@ -114,6 +114,7 @@ async def test_file_value_with_its_prefix(creds, tmp_path, prefix, sent):
     await creds.inject(headers, upstream(cred, tmp_path), ex)
     assert headers.getall("X-Api-Key") == [sent]
     assert events(ex) == [("egress.credential_injected", {"header": "x-api-key", "kind": "file"})]
+    assert ex.anomalous is False, "an injection is not an anomaly"
 
 
 async def test_a_file_never_readable_is_credential_unavailable(creds, tmp_path):
@@ -139,6 +140,7 @@ async def test_oauth2_token_with_its_prefix(creds, idp, prefix, sent):
     await creds.inject(headers, upstream(cred), ex)
     assert headers.getall("Authorization") == [sent]
     assert events(ex) == [("egress.credential_injected", {"header": "authorization", "kind": "oauth2"})]
+    assert ex.anomalous is False, "an injection is not an anomaly"
 
 
 RELOADS = [  # id, what the reload changes, whether the cached token survives it

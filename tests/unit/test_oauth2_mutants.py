@@ -68,14 +68,15 @@ async def idp():
     await i.fake.stop()
 
 
-def upstream(token_url: str, tmp_path: Path | None = None, **oauth):
+def upstream(token_url: str, tmp_path: Path | None = None, secret: str = SECRET, over: dict | None = None,
+             **oauth):
     oauth = {"token_url": token_url, "client_id": "egress-client", **oauth}
     if "client_secret_file" not in oauth:
         oauth["client_secret"] = "${S}"
     settings = settings_from_dict({"upstreams": [{
         "name": "partner", "url": "http://127.0.0.1:9/v1", "allow_private_addresses": True,
-        "timeout": {"connect": 3.0}, "credential": {"header": "Authorization", "oauth2": oauth}}]},
-        base_dir=tmp_path or Path("."), environ={"S": SECRET})
+        "timeout": {"connect": 3.0}, "credential": {"header": "Authorization", "oauth2": oauth}, **(over or {})}]},
+        base_dir=tmp_path or Path("."), environ={"S": secret})
     return settings.upstreams[0]
 
 
@@ -404,3 +405,28 @@ async def test_a_closed_source_gives_no_token_and_logs_only_the_failure_type(idp
     with pytest.raises(CredentialUnavailable):
         await source.token()
     assert [f["error"] for f in failures(caplog)] == ["AssertionError"] and idp.hits == 1
+
+
+async def test_the_token_endpoint_never_follows_the_upstreams_redirects(idp, sources, caplog):
+    caplog.set_level(logging.WARNING, logger="egress")
+    idp.status, idp.raw = 302, b""
+    source = sources(upstream(idp.url, over={"redirects": {"follow": True}}), Clock())
+    with pytest.raises(CredentialUnavailable):
+        await source.token()
+    assert [f["error"] for f in failures(caplog)] == ["status 302"] and idp.hits == 1
+
+
+async def test_a_secret_with_reserved_characters_is_form_urlencoded_in_basic(idp, sources):
+    source = sources(upstream(idp.url, secret="a/b:c%d"), Clock())
+    await source.token()
+    auth = idp.fake.requests[0].headers["Authorization"]
+    assert base64.b64decode(auth[6:]).decode() == "egress-client:a%2Fb%3Ac%25d"
+
+
+async def test_after_a_success_a_dropped_token_is_fetched_at_once(idp, sources):
+    clock = Clock(0.0)
+    source = sources(upstream(idp.url), clock)
+    assert await source.token() == "tok-1"
+    source.invalidate("tok-1")
+    clock.t = 0.5
+    assert await source.token() == "tok-2" and idp.hits == 2

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -163,8 +164,7 @@ class UpstreamClient:
         up = self.upstream
         # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.timeout.connect)
-        clock = asyncio.get_running_loop().time
-        first_byte_by = clock() + timeout   # (none or a negative budget: expired at once)
+        first_byte_by = time.monotonic() + timeout   # (none or a negative budget: expired at once)
         try:
             async with asyncio.timeout(timeout):
                 resp = await self._session.request(method, url, headers=headers, data=body or None,
@@ -180,7 +180,7 @@ class UpstreamClient:
                     if declared is not None and declared > cap:
                         raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
                     if stream_if is not None and stream_if(resp.status, resp.headers):
-                        stream = UpstreamStream(resp, up, first_byte_by=first_byte_by, clock=clock)
+                        stream = UpstreamStream(resp, up, first_byte_by=first_byte_by)
                         streamed = True
                         return UpstreamResponse(resp.status, resp.headers, b"", url, stream)
                     return await self._read(resp, url, cap)

@@ -335,3 +335,62 @@ async def test_the_connect_timeout_bounds_the_connection_attempt(client, unanswe
         await get(c, timeout=10)
     assert err.value.reason == "upstream_timeout"
     assert loop.time() - started < 3, "timeout.connect, not the whole budget"
+
+
+# ------------------------------------------------------------------ streamed answers
+
+def events_stream(delay: float = 0.0):
+    async def answer(request):
+        resp = web.StreamResponse(headers={"Content-Type": request.query.get("type", "text/event-stream")})
+        await resp.prepare(request)
+        await asyncio.sleep(delay)
+        for i in range(3):
+            await resp.write(b"data: %d\n\n" % i)
+        await resp.write_eof()
+        return resp
+    return answer
+
+
+def sse_only(status, headers) -> bool:
+    return status == 200 and headers.get("Content-Type", "").startswith("text/event-stream")
+
+
+async def read_all(resp) -> bytes:
+    return b"".join([chunk async for chunk in resp.stream.chunks()])
+
+
+async def test_a_streamed_answer_is_handed_on_open(provider, client):
+    c = await client((await provider(events_stream())).url)
+    resp = await get(c, stream_if=sse_only)
+    assert (resp.status, resp.body) == (200, b"") and resp.stream is not None
+    settled = []
+    assert resp.settle_later(settled.append) is True
+    assert await read_all(resp) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    resp.stream.settle(None)
+    assert settled == [None]
+    await resp.release()
+    assert resp.stream.closed is True
+
+
+async def test_an_answer_the_predicate_refuses_is_read_whole(provider, client):
+    c = await client((await provider(events_stream())).url)
+    resp = await get(c, "/x?type=application/json", stream_if=sse_only)
+    assert resp.stream is None and resp.body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert resp.settle_later(lambda exc: None) is False
+    await resp.release()
+
+
+@pytest.mark.parametrize("timeout, outcome", [(0.2, "upstream_timeout"), (2.0, "complete")],
+                         ids=["first-byte-later-than-the-timeout", "first-byte-within-the-timeout"])
+async def test_the_timeout_bounds_a_streams_first_byte(provider, client, timeout, outcome):
+    c = await client((await provider(events_stream(delay=0.5))).url, timeout={"idle": 30})
+    resp = await get(c, timeout=timeout, stream_if=sse_only)
+    try:
+        if outcome == "complete":
+            assert (await read_all(resp)).count(b"data:") == 3
+        else:
+            with pytest.raises(UpstreamTimeout) as err:
+                await read_all(resp)
+            assert err.value.reason == outcome and err.value.extra == {"bound": "first_byte"}
+    finally:
+        await resp.release()

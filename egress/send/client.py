@@ -116,15 +116,16 @@ class UpstreamClient:
 
     async def start(self) -> None:
         up = self.upstream
+        # aiohttp's defaults are kept: DNS answers cached 10 s; answer lines and header fields up
+        # to 8190 bytes and 128 header fields (held by tests/unit/test_client_transport_mutants.py).
+        # Each request passes its own timeout (_attempt), so the session needs none.
         connector = aiohttp.TCPConnector(
             ssl=_ssl_context(up), limit=0, limit_per_host=256, resolver=self._resolver,
             socket_factory=guarded_socket_factory(up.allow_private_addresses),
-            ttl_dns_cache=10, enable_cleanup_closed=False,
         )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(), max_line_size=8190, max_field_size=8190,
-            max_headers=128, skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:

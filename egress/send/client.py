@@ -221,7 +221,7 @@ class UpstreamClient:
 
 def _join(base: URL, location: str) -> URL:
     try:
-        url = base.join(URL(location.strip(), encoded=True))
+        url = base.join(URL(location.strip()))   # re-encoded: no raw space or byte on the request line
         url.port  # noqa: B018 - yarl parses the port lazily; a bad one raises here
         return url
     except (ValueError, TypeError) as exc:

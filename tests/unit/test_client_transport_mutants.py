@@ -170,6 +170,7 @@ async def test_the_response_size_cap(provider, client, body, chunked, cap, too_l
         await resp.prepare(request)
         for i in range(0, len(body), 30):
             await resp.write(body[i:i + 30])
+            await asyncio.sleep(0.02)   # separate reads: the cap counts them all
         await resp.write_eof()
         return resp
 

@@ -36,6 +36,7 @@ ENTRIES = [  # id, allow_hosts entry, (host, port) or ("", None) when malformed
     ("v6-junk-after-bracket", "[::1]8443", ("", None)),
     ("v6-port-0", "[::1]:0", ("", None)),
     ("v6-without-brackets", "2001:db8::1", ("", None)),
+    ("v6-two-closing-brackets", "[::1]]:80", ("", None)),
     ("empty", "", ("", None)),
     ("empty-brackets", "[]", ("", None)),
 ]
@@ -154,8 +155,10 @@ async def test_max_hops(hops, client, max_hops, hits, outcome):
     assert len(a.seen) == hits
 
 
-HOPS = [  # id, the allow_hosts entry (or None: the same origin), where the hop goes, followed?
+HOPS = [  # id, the allow_hosts entry (None: only the same origin; "@...": the upstream is named
+    #       localhost), where the hop goes, followed?
     ("same-origin", None, "{a}/end", True),
+    ("same-origin-by-name", "@upstream-named-localhost", "http://LocalHost:{a_port}/end", True),
     ("same-host-other-port", None, "http://127.0.0.1:{b_port}/end", False),
     ("allowed-host-and-port", "localhost:{b_port}", "http://localhost:{b_port}/end", True),
     ("allowed-host-any-case", "localhost:{b_port}", "http://LocalHost:{b_port}/end", True),
@@ -169,7 +172,10 @@ HOPS = [  # id, the allow_hosts entry (or None: the same origin), where the hop 
 async def test_a_followed_hop_must_match_scheme_host_and_port(hops, client, allow, to, followed):
     a, b = await hops(), await hops()
     fill = {"a": a.fake.url, "a_port": a.fake.port, "b_port": b.fake.port}
-    c = await client(a.fake.url, redirects={"follow": True, "allow_hosts": [allow.format(**fill)] if allow else []})
+    by_name = allow == "@upstream-named-localhost"
+    base = f"http://localhost:{a.fake.port}" if by_name else a.fake.url
+    allow = None if by_name else allow
+    c = await client(base, redirects={"follow": True, "allow_hosts": [allow.format(**fill)] if allow else []})
     from urllib.parse import quote
     target = "/go/307?to=" + quote(to.format(**fill), safe="")
     if followed:
@@ -240,3 +246,20 @@ async def test_a_cross_origin_hop_without_the_credential_header_is_followed(hops
     to = quote(f"http://localhost:{b.fake.port}/end", safe="")
     resp = await c.send("GET", "/go/302?to=" + to, CIMultiDict({"Accept": "text/plain"}), b"", timeout=5)
     assert resp.status == 200 and b.seen[0].headers["Accept"] == "text/plain"
+
+
+LOCATIONS = [  # id, Location, the request target of the hop
+    ("space-and-non-ascii-encoded", "/end/a b/caf\u00e9", "/end/a%20b/caf%C3%A9"),
+    ("stray-percent-encoded", "/end?x=%zz", "/end?x=%25zz"),
+    ("escapes-kept", "/end/x%2Fy?q=a%26b", "/end/x%2Fy?q=a%26b"),
+]
+
+
+@pytest.mark.parametrize("location, target", [c[1:] for c in LOCATIONS], ids=[c[0] for c in LOCATIONS])
+async def test_a_location_is_re_encoded_before_it_is_requested(hops, client, location, target):
+    from urllib.parse import quote
+    a = await hops()
+    c = await client(a.fake.url, redirects={"follow": True})
+    resp = await c.send("GET", "/go/307?to=" + quote(location, safe=""), with_key(), b"", timeout=5)
+    assert resp.status == 200, "a valid request line"
+    assert resp.url.raw_path_qs == target

@@ -44,7 +44,7 @@ def address_allowed(ip_text: str) -> bool:
     """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped).
     Cloud metadata (169.254.169.254, fd00:ec2::254) is link-local / unique-local: not global."""
     try:
-        ip = ipaddress.ip_address(ip_text.partition("%")[0])
+        ip = ipaddress.ip_address(ip_text)   # a scope id (fe80::1%eth0) is kept and harmless
     except ValueError:
         return False
     if ip.version == 6:
@@ -72,7 +72,7 @@ def guarded_socket_factory(allow_private: bool | tuple = False):
 
 def _in(ip_text: str, network) -> bool:
     try:
-        return ipaddress.ip_address(ip_text.partition("%")[0]) in network
+        return ipaddress.ip_address(ip_text) in network
     except ValueError:
         return False
 
@@ -97,9 +97,9 @@ class UpstreamResponse:
         return True
 
 
-def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
-    if up.url.scheme != "https":
-        return False
+def _ssl_context(up: Upstream) -> ssl.SSLContext:
+    """Verification against the upstream's CA (or the system's); an http upstream never uses it
+    (its hops keep its scheme)."""
     ctx = ssl.create_default_context(cafile=up.tls.ca_file)
     if up.tls.client_cert:
         ctx.load_cert_chain(up.tls.client_cert, up.tls.client_key)

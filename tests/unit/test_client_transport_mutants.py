@@ -264,7 +264,8 @@ def tls(tmp_path):
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     client_cert = ca.issue_cert("egress-client")
-    client_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "client.key"))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(ctx)
     return ca, ctx
@@ -295,7 +296,7 @@ async def test_a_client_certificate_is_presented_when_configured(client, tls, tm
     try:
         url = f"https://localhost:{fake.port}"
         mtls = await client(url, tmp_path, allow_private_addresses=True,
-                            tls={"ca_file": "ca.pem", "client_cert": "client.pem", "client_key": "client.pem"})
+                            tls={"ca_file": "ca.pem", "client_cert": "client.pem", "client_key": "client.key"})
         assert (await get(mtls)).status == 200
         without = await client(url, tmp_path, allow_private_addresses=True, tls={"ca_file": "ca.pem"})
         with pytest.raises(UpstreamUnavailable):
@@ -395,3 +396,18 @@ async def test_the_timeout_bounds_a_streams_first_byte(provider, client, timeout
             assert err.value.reason == outcome and err.value.extra == {"bound": "first_byte"}
     finally:
         await resp.release()
+
+
+async def test_closing_is_harmless_before_start_and_twice_and_stops_sending(provider):
+    fake = await provider()
+    up = settings_from_dict({"upstreams": [{"name": "pay", "url": fake.url, "allow_private_addresses": True}]},
+                            base_dir=Path("."), environ={}).upstreams[0]
+    c = UpstreamClient(up)
+    await c.close()
+    await c.start()
+    assert (await get(c)).status == 200
+    await c.close()
+    await c.close()
+    with pytest.raises(AssertionError):
+        await get(c)
+    assert fake.hits == 1

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import http_exceptions
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -198,9 +197,8 @@ class UpstreamClient:
                 raise AddressBlocked(f"{up.name} resolved to a non-public address") from exc
             raise UpstreamUnavailable(f"cannot connect to {up.name}", connect_failed=True) from exc
         except aiohttp.ClientResponseError as exc:
-            text = str(exc).lower()  # the C parser raises a plain HttpProcessingError for long lines
-            if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "too long" in text \
-                    or "too many headers" in text or "got more than" in text:
+            # both parsers' words, at the start of the message (the rest may quote the provider's bytes)
+            if str(exc.message).lower().startswith(("got more than", "too many headers")):
                 raise ResponseTooLarge(f"response headers from {up.name} are over the limit") from exc
             raise UpstreamUnavailable(f"malformed response from {up.name}") from exc
         except aiohttp.ClientError as exc:

@@ -411,3 +411,23 @@ async def test_closing_is_harmless_before_start_and_twice_and_stops_sending(prov
     with pytest.raises(AssertionError):
         await get(c)
     assert fake.hits == 1
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nBad Name got more than 8190 bytes: x\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 2x0 too many headers received\r\nContent-Length: 2\r\n\r\nok",
+], ids=["bad-header-quoting-the-words", "bad-status-quoting-the-words"])
+async def test_a_provider_cannot_word_a_malformed_answer_into_too_large(raw, client, answer):
+    c = await client(await raw(answer))
+    with pytest.raises(UpstreamUnavailable) as err:
+        await get(c)
+    assert err.value.reason == "upstream_unavailable"
+
+
+async def test_an_empty_body_is_sent_without_content_length(provider, client):
+    fake = await provider()
+    c = await client(fake.url)
+    await c.send("GET", "/x", CIMultiDict(), b"", timeout=5)
+    await c.send("POST", "/x", CIMultiDict(), b"{}", timeout=5)
+    assert "Content-Length" not in fake.requests[0].headers and fake.requests[0].body == b""
+    assert fake.requests[1].headers["Content-Length"] == "2" and fake.requests[1].body == b"{}"

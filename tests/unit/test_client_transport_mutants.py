@@ -365,6 +365,7 @@ async def test_a_streamed_answer_is_handed_on_open(provider, client):
     c = await client((await provider(events_stream())).url)
     resp = await get(c, stream_if=sse_only)
     assert (resp.status, resp.body) == (200, b"") and resp.stream is not None
+    assert resp.headers["Content-Type"] == "text/event-stream" and str(resp.url) == c.upstream.origin + "/x"
     settled = []
     assert resp.settle_later(settled.append) is True
     assert await read_all(resp) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
@@ -431,3 +432,30 @@ async def test_an_empty_body_is_sent_without_content_length(provider, client):
     await c.send("POST", "/x", CIMultiDict(), b"{}", timeout=5)
     assert "Content-Length" not in fake.requests[0].headers and fake.requests[0].body == b""
     assert fake.requests[1].headers["Content-Length"] == "2" and fake.requests[1].body == b"{}"
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_the_body_arrives(raw, client):
+    c = await client(await raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789", close=False),
+                     limits={"max_response_bytes": 100})
+    with pytest.raises(ResponseTooLarge) as err:
+        await get(c, timeout=2.0)       # the rest never comes: only the declaration can refuse it
+    assert err.value.reason == "response_too_large"
+
+
+async def test_the_target_is_requested_exactly_as_given(provider, client):
+    c = await client((await provider()).url)
+    resp = await get(c, "/x%7e/y?a=%zz&b=%2F")
+    assert resp.url.raw_path_qs == "/x%7e/y?a=%zz&b=%2F", "no re-encoding of what sanitize passed"
+
+
+async def test_no_cookie_jar_even_for_a_named_host(provider, client):
+    async def set_cookie(request):
+        resp = web.json_response({"ok": True})
+        resp.set_cookie("session", "abc")
+        return resp
+
+    fake = await provider(set_cookie)
+    c = await client(f"http://localhost:{fake.port}", allow_private_addresses=True)
+    await get(c)
+    await get(c)
+    assert "Cookie" not in fake.requests[1].headers, "a provider's cookie is never replayed"

@@ -59,3 +59,8 @@ def test_allowed_private_networks(nets, ip, blocked):
         assert "not a public address" in str(err.value)
     else:
         factory(info).close()
+
+
+def test_the_factory_guards_by_default():
+    with pytest.raises(BlockedAddressError):
+        guarded_socket_factory()((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 443)))

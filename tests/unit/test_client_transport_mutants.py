@@ -459,3 +459,27 @@ async def test_no_cookie_jar_even_for_a_named_host(provider, client):
     await get(c)
     await get(c)
     assert "Cookie" not in fake.requests[1].headers, "a provider's cookie is never replayed"
+
+
+async def test_an_answer_refused_for_its_declared_length_drops_the_connection(client):
+    dropped = asyncio.Event()
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+        await writer.drain()
+        while await reader.read(1024):
+            pass
+        dropped.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        c = await client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limits={"max_response_bytes": 100})
+        with pytest.raises(ResponseTooLarge) as err:
+            await get(c, timeout=2.0)
+        await asyncio.wait_for(dropped.wait(), 2.0)   # not left open (nor pooled) with a body unread
+        assert err.value.reason == "response_too_large"
+    finally:
+        server.close()
+        await server.wait_closed()

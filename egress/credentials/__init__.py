@@ -84,8 +84,9 @@ class Credentials:
             return False
         source = self._source(up)
         prefix = "Bearer " if cred.prefix is None else cred.prefix
-        sent = headers.get(cred.header, "")
-        source.invalidate(sent[len(prefix):] if sent.startswith(prefix) else sent)
+        sent = headers.get(cred.header)
+        if sent is not None:
+            source.invalidate(sent.removeprefix(prefix))
         ex.event("egress.credential_rejected", header=cred.header.lower(), kind=cred.kind)
         await self.inject(headers, up, ex)
         return True

@@ -27,12 +27,12 @@ class FileValue:
     def __init__(self, path: str, *, check_every: float = CHECK_EVERY,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.path, self._every, self._clock = path, check_every, clock
-        self._identity: tuple | None = None
+        self._identity: tuple = ()   # (device, inode, size, mtime) of what was read
         self._value: Secret | None = None
-        self._next_check = 0.0
         self._failing = False
         self.generation = 0  # bumps on every change read (oauth2 uses it to see a new secret)
         self._refresh()
+        self._next_check = clock() + check_every
 
     def get(self) -> Secret | None:
         """The current value; None only when the file was never readable."""
@@ -49,9 +49,9 @@ class FileValue:
             if identity == self._identity:
                 return
             with open(self.path, "rb") as fh:
-                text = fh.read(65536).decode("utf-8").strip()
+                text = fh.read(65536).decode().strip()
             if not text:
-                raise ValueError("empty")
+                raise ValueError  # logged as its type: an empty file
         except (OSError, ValueError) as exc:
             if not self._failing:  # once per outage; the path is config, the value never shown
                 self._failing = True

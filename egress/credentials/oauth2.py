@@ -70,7 +70,8 @@ class TokenSource:
     async def token(self) -> Secret:
         now = self._clock()
         if self._token is not None and now < self._expires_at:
-            if now >= self._refresh_at and now >= self._not_before and self._inflight is None:
+            # (after a failed renewal refresh_at is the end of the backoff: no hammering)
+            if now >= self._refresh_at and self._inflight is None:
                 self._spawn()    # renew in the background; this request uses the current token
             return self._token
         if self._inflight is None:
@@ -87,7 +88,7 @@ class TokenSource:
     def invalidate(self, token: str) -> None:
         """The partner refused `token` (401): forget it if it is still the cached one."""
         if self._token is not None and self._token == token:
-            self._token, self._expires_at = None, 0.0
+            self._token = None   # (expires_at is read only while a token is cached)
 
     async def close(self) -> None:
         if self._inflight is not None:
@@ -104,8 +105,6 @@ class TokenSource:
         started = self._clock()
         try:
             token, expires_in = await self._post()
-        except asyncio.CancelledError:
-            raise
         except TokenError as exc:
             self._failed(started, str(exc))
         except Exception as exc:  # a bug of ours: still only the type
@@ -122,7 +121,7 @@ class TokenSource:
         if self._token is not None:  # renew again after the backoff, while the token lasts
             self._refresh_at = self._not_before
         log(logging.WARNING, "oauth2 token fetch failed", upstream=self.upstream_name, error=why,
-            retry_in=round(self._backoff, 2), token_cached=self._token is not None)
+            retry_in=self._backoff, token_cached=self._token is not None)
         self._backoff = min(self._backoff * 2, MAX_BACKOFF)
 
     def _client_secret(self) -> str:
@@ -149,9 +148,8 @@ class TokenSource:
             pair = f"{quote(cfg.client_id, safe='')}:{quote(secret, safe='')}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self.fetches += 1
-        target = cfg.token_url.raw_path_qs or "/"
         try:
-            resp = await self._client.send("POST", target, headers, urlencode(form).encode(),
+            resp = await self._client.send("POST", cfg.token_url.raw_path_qs, headers, urlencode(form).encode(),
                                            timeout=cfg.timeout)
         except EgressError as exc:
             raise TokenError(exc.reason) from exc

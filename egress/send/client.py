@@ -13,10 +13,10 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import http_exceptions
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -24,7 +24,6 @@ from egress.config import Upstream
 from egress.errors import AddressBlocked, RedirectBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.streaming import UpstreamStream
 
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})  # the common ones; every 3xx but 304 is one
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -41,9 +40,10 @@ class BlockedAddressError(OSError):
 
 
 def address_allowed(ip_text: str) -> bool:
-    """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped)."""
+    """Only globally routable unicast addresses (IPv4-mapped, 6to4 and NAT64 forms unwrapped).
+    Cloud metadata (169.254.169.254, fd00:ec2::254) is link-local / unique-local: not global."""
     try:
-        ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
+        ip = ipaddress.ip_address(ip_text)   # a scope id (fe80::1%eth0) is kept and harmless
     except ValueError:
         return False
     if ip.version == 6:
@@ -53,9 +53,7 @@ def address_allowed(ip_text: str) -> bool:
             ip = ip.sixtofour
         elif ip in _NAT64:
             ip = ipaddress.ip_address(int(ip) & 0xFFFFFFFF)
-    if ip in _METADATA or ip.is_multicast:
-        return False
-    return ip.is_global
+    return ip.is_global and not ip.is_multicast
 
 
 def guarded_socket_factory(allow_private: bool | tuple = False):
@@ -73,7 +71,7 @@ def guarded_socket_factory(allow_private: bool | tuple = False):
 
 def _in(ip_text: str, network) -> bool:
     try:
-        return ipaddress.ip_address(ip_text.split("%", 1)[0]) in network
+        return ipaddress.ip_address(ip_text) in network
     except ValueError:
         return False
 
@@ -99,9 +97,9 @@ class UpstreamResponse:
         return True
 
 
-def _ssl_context(up: Upstream) -> ssl.SSLContext | bool:
-    if up.url.scheme != "https":
-        return False
+def _ssl_context(up: Upstream) -> ssl.SSLContext:
+    """Verification against the upstream's CA (or the system's); an http upstream never uses it
+    (its hops keep its scheme)."""
     ctx = ssl.create_default_context(cafile=up.tls.ca_file)
     if up.tls.client_cert:
         ctx.load_cert_chain(up.tls.client_cert, up.tls.client_key)
@@ -118,15 +116,16 @@ class UpstreamClient:
 
     async def start(self) -> None:
         up = self.upstream
+        # aiohttp's defaults are kept: DNS answers cached 10 s; answer lines and header fields up
+        # to 8190 bytes and 128 header fields (held by tests/unit/test_client_transport_mutants.py).
+        # Each request passes its own timeout (_attempt), so the session needs none.
         connector = aiohttp.TCPConnector(
             ssl=_ssl_context(up), limit=0, limit_per_host=256, resolver=self._resolver,
             socket_factory=guarded_socket_factory(up.allow_private_addresses),
-            ttl_dns_cache=10, enable_cleanup_closed=False,
         )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(), max_line_size=8190, max_field_size=8190,
-            max_headers=128, skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:
@@ -152,10 +151,8 @@ class UpstreamClient:
                 return resp
             next_url = _join(url, location)
             hops += 1
-            if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):
+            if hops > up.redirects.max_hops or not _hop_allowed(up, next_url):  # (https never to http)
                 raise RedirectBlocked("redirect to a host outside redirects.allow_hosts (or too many hops)")
-            if url.scheme == "https" and next_url.scheme != "https":  # never replay over cleartext
-                raise RedirectBlocked("redirect from https to plain http refused")
             if next_url.origin() != up.url.origin():  # the credential is for the upstream's origin only
                 headers = _without_credential(headers, up)
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
@@ -168,10 +165,9 @@ class UpstreamClient:
         up = self.upstream
         # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.timeout.connect)
-        clock = asyncio.get_running_loop().time
-        first_byte_by = clock() + max(timeout, 0.001)
+        first_byte_by = time.monotonic() + timeout   # (none or a negative budget: expired at once)
         try:
-            async with asyncio.timeout(max(timeout, 0.001)):
+            async with asyncio.timeout(timeout):
                 resp = await self._session.request(method, url, headers=headers, data=body or None,
                                                    allow_redirects=False, timeout=client_timeout)
                 streamed = False
@@ -186,14 +182,14 @@ class UpstreamClient:
                     if declared is not None and declared > cap and method != "HEAD" and resp.status != 304:
                         raise ResponseTooLarge(f"upstream declared {declared} bytes; the limit is {cap}")
                     if stream_if is not None and stream_if(resp.status, resp.headers):
-                        stream = UpstreamStream(resp, up, first_byte_by=first_byte_by, clock=clock)
+                        stream = UpstreamStream(resp, up, first_byte_by=first_byte_by)
                         streamed = True
                         return UpstreamResponse(resp.status, resp.headers, b"", url, stream)
                     return await self._read(resp, url, cap)
                 finally:
                     if not streamed:
                         resp.release()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError (connect, read) is one
             raise UpstreamTimeout(f"no complete answer from {up.name} within the timeout") from exc
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UpstreamUnavailable(f"TLS certificate of {up.name} failed verification",
@@ -203,9 +199,8 @@ class UpstreamClient:
                 raise AddressBlocked(f"{up.name} resolved to a non-public address") from exc
             raise UpstreamUnavailable(f"cannot connect to {up.name}", connect_failed=True) from exc
         except aiohttp.ClientResponseError as exc:
-            text = str(exc).lower()  # the C parser raises a plain HttpProcessingError for long lines
-            if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "too long" in text \
-                    or "too many headers" in text or "got more than" in text:
+            # both parsers' words, at the start of the message (the rest may quote the provider's bytes)
+            if str(exc.message).lower().startswith(("got more than", "too many headers")):
                 raise ResponseTooLarge(f"response headers from {up.name} are over the limit") from exc
             raise UpstreamUnavailable(f"malformed response from {up.name}") from exc
         except aiohttp.ClientError as exc:
@@ -226,19 +221,21 @@ class UpstreamClient:
 
 def _join(base: URL, location: str) -> URL:
     try:
-        return base.join(URL(location.strip(), encoded=True))
+        url = base.join(URL(location.strip()))   # re-encoded: no raw space or byte on the request line
+        url.port  # noqa: B018 - yarl parses the port lazily; a bad one raises here
+        return url
     except (ValueError, TypeError) as exc:
         raise RedirectBlocked("redirect Location is malformed") from exc
 
 
 def _hop_allowed(up: Upstream, url: URL) -> bool:
     """A hop must match scheme, host AND port of an allowed origin: the upstream's own, or an
-    `allow_hosts` entry (`host` means the upstream's scheme on its default port; `host:port`)."""
+    `allow_hosts` entry (`host` means the upstream's scheme on its default port; `host:port`).
+    yarl gives hosts without brackets and the scheme's default port when none is written."""
     if url.scheme != up.url.scheme or not url.raw_host:
         return False
-    host = url.raw_host.lower().strip("[]")
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    if host == up.host.lower().strip("[]") and port == up.port:
+    host, port = url.raw_host.lower(), url.port
+    if host == up.host.lower() and port == up.port:
         return True
     return (host, port) in allowed_origins(up.redirects.allow_hosts, up.url.scheme)
 
@@ -249,7 +246,7 @@ def allowed_origins(allow_hosts, scheme: str) -> set[tuple[str, int]]:
     for entry in allow_hosts:
         host, port = split_host_port(entry)
         if host:
-            out.add((host, port or _DEFAULT_PORTS.get(scheme, 443)))
+            out.add((host, port or _DEFAULT_PORTS[scheme]))
     return out
 
 
@@ -258,13 +255,17 @@ def split_host_port(entry: str) -> tuple[str, int | None]:
     entry = entry.strip().lower()
     if entry.startswith("["):
         host, _, rest = entry[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+        if rest and not rest.startswith(":"):
+            return "", None
+        port_text = rest[1:] if rest else None
     elif entry.count(":") == 1:
         host, _, port_text = entry.partition(":")
+    elif ":" in entry:  # an IPv6 address without brackets: its port cannot be told apart
+        return "", None
     else:
         host, port_text = entry, None
     if port_text is None:
-        return (host, None) if host and entry.count(":") <= 1 or entry.startswith("[") else ("", None)
+        return host, None
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         return "", None
     return host, int(port_text)

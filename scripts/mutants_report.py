@@ -23,11 +23,17 @@ def main(argv: list[str]) -> int:
             statuses[name] = status.strip()
     explained = dict(re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([^|]+?)\s*\|", explained_md.read_text(), re.M)) \
         if explained_md.exists() else {}
+    if not statuses:  # mutmut did not get to the mutants (a failing clean run, a crash): never a pass
+        print("scripts/mutants: no mutant was tested; see mutants.log (e.g. 'Failed to run clean test')",
+              file=sys.stderr)
+        report.write_text("# Mutation report: no mutant was tested (see mutants.log)\n")
+        return 2
     counts = Counter(statuses.values())
     killed, survived = counts.get("killed", 0), [n for n, s in statuses.items() if s == "survived"]
     untested = [n for n, s in statuses.items() if s == "no tests"]
     decided = killed + len(survived)
     score = 100.0 * killed / decided if decided else 0.0
+    unchecked = [n for n, s in statuses.items() if s not in ("killed", "survived", "no tests", "timeout")]
     unexplained = [n for n in survived + untested if n not in explained]
     out = [f"# Mutation report ({len(statuses)} mutants, {seconds} s)", "",
            f"Files: {', '.join(files)}", "",
@@ -37,13 +43,23 @@ def main(argv: list[str]) -> int:
            f"**unexplained: {len(unexplained)}**", ""]
     for name in survived + untested:
         mark = f"explained: {explained[name]}" if name in explained else "UNEXPLAINED"
-        diff = subprocess.run([".venv/bin/mutmut", "show", name], capture_output=True, text=True).stdout
+        diff = _show(name)
         lines = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
         out += [f"## `{name}` ({statuses[name]}; {mark})", "", "```diff", *lines, "```", ""]
     report.write_text("\n".join(out) + "\n")
     print("\n".join(out[:7]))
     print(f"report: {report}")
-    return 1 if unexplained else 0
+    if unchecked:  # interrupted, or statuses mutmut could not decide (segfaults, "not checked")
+        print(f"scripts/mutants: {len(unchecked)} mutants not decided: {dict(Counter(statuses[n] for n in unchecked))}")
+    return 1 if unexplained or unchecked else 0
+
+
+def _show(name: str) -> str:
+    """The mutant's diff (empty when mutmut is not installed here)."""
+    try:
+        return subprocess.run([".venv/bin/mutmut", "show", name], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return ""
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""scripts/mutants_report.py: the verdict of a mutation run (a run that tested nothing never passes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mutants_report.py"
+TABLE = "| mutant | why |\n| --- | --- |\n| `m.x_f__mutmut_2` | message: wording only |\n"
+
+CASES = [
+    ("all-killed", "m.x_f__mutmut_1: killed\n", 0, "unexplained: 0"),
+    ("survivor-explained", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_2: survived\n", 0, "unexplained: 0"),
+    ("survivor-unexplained", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_3: survived\n", 1, "unexplained: 1"),
+    ("no-tests-unexplained", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_4: no tests\n", 1, "unexplained: 1"),
+    ("not-checked", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_5: not checked\n", 1, "not decided"),
+    ("nothing-tested", "", 2, "no mutant was tested"),
+]
+
+
+@pytest.mark.parametrize(("results", "rc", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_verdict(tmp_path, results, rc, says):
+    (tmp_path / "results").write_text(results)
+    (tmp_path / "MUTANTS.md").write_text(TABLE)
+    done = subprocess.run([sys.executable, str(SCRIPT), "results", "MUTANTS.md", "report.md", "1", "m.py"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == rc, done.stdout + done.stderr
+    assert says in done.stdout + done.stderr
+    assert (tmp_path / "report.md").exists()

@@ -1,21 +1,19 @@
 """Signed caller identity at its edges (issue 19, mutation testing of egress/identity/header.py):
 every refusal names the check that refused it (reason caller_not_allowed, the detail says what
 to fix), every acceptance returns the caller's name.  Direct calls to `identify` with an injected
-clock; the MAC is computed here from the documented formula, not with egress's `sign`."""
+clock; the MAC is computed here from the documented formula, not with egress's `sign`.  (Wrong
+MACs alike and compare_digest: test_signed_callers.py::test_wrong_mac_is_compared_in_constant_time.)"""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import hmac
-import inspect
 
 import pytest
 from multidict import CIMultiDict
 
 from egress.config import Callers, Secret
 from egress.errors import CallerMissing, CallerNotAllowed
-from egress.identity import header as identity_header
 from egress.identity import identify, sign
 
 KEY = "checkout-caller-key-0123456789abcdef"
@@ -44,7 +42,8 @@ def call(signature, *, settings=KEYED, caller="checkout", method="GET", target=T
 
 FORMAT = "must be t=<unix seconds>,v2=<64 hex digits>"
 MISMATCH = "does not match this caller's key"
-V1 = "v1 does not cover the upstream"
+V1 = ("v1 does not cover the upstream and is no longer accepted: send "
+      'v2=HMAC-SHA256(key, "<t>.<caller>.<METHOD>.<upstream>.<target>")')
 
 
 def _flip(hexmac: str, i: int) -> str:
@@ -70,6 +69,7 @@ SIGNATURES = [
     ("mac-in-another-field", f"t={NOW},v3={mac()}", FORMAT),
     ("v1-only", f"t={NOW},v1={mac()}", V1),
     ("v1-with-a-non-hex-v2", f"t={NOW},v1={mac()},v2=xyz", V1),
+    ("v1-value-with-equals-is-still-v1", f"t={NOW},v1=ab=cd", V1),
     ("no-timestamp", f"v2={mac()}", FORMAT),
     ("two-timestamps", f"t={NOW},t={NOW},v2={mac()}", FORMAT),
     ("timestamp-not-digits", f"t=-{NOW},v2={mac()}", FORMAT),
@@ -91,36 +91,6 @@ def test_signature_header_forms(signature, expected):
     assert (info.value.status, info.value.reason) == (403, "caller_not_allowed")
     assert expected in info.value.detail and "X-Egress-Caller-Signature" in info.value.detail
     assert KEY not in info.value.detail and mac() not in info.value.detail
-
-
-def test_every_wrong_mac_is_refused_alike():
-    """Wrong MACs of the right length, wherever they differ, get the same refusal as each other;
-    a MAC of the wrong length is refused as malformed.  (The comparison itself is
-    hmac.compare_digest: test_mac_is_compared_with_compare_digest checks the source.)"""
-    good = mac()
-    details = set()
-    for i in range(64):
-        with pytest.raises(CallerNotAllowed) as info:
-            call(f"t={NOW},v2={_flip(good, i)}")
-        details.add((info.value.reason, info.value.detail))
-    assert details == {("caller_not_allowed", f"X-Egress-Caller-Signature {MISMATCH}")}
-    for wrong_length in (good[:-2], good + "ab", ""):
-        with pytest.raises(CallerNotAllowed) as info:
-            call(f"t={NOW},v2={wrong_length}")
-        assert info.value.reason == "caller_not_allowed" and FORMAT in info.value.detail
-
-
-def test_mac_is_compared_with_compare_digest():
-    """The only comparison of a MAC in header.py is hmac.compare_digest (constant time): no ==,
-    != or `in` on the expected value."""
-    tree = ast.parse(inspect.getsource(identity_header))
-    verify = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_verify")
-    calls = [n for n in ast.walk(verify) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and n.func.attr == "compare_digest"]
-    assert len(calls) == 1 and isinstance(calls[0].args[0], ast.Name) and calls[0].args[0].id == "expected"
-    compared = [n for n in ast.walk(verify) if isinstance(n, ast.Compare)
-                and any(isinstance(x, ast.Name) and x.id == "expected" for x in [n.left, *n.comparators])]
-    assert compared == []
 
 
 SKEW = [

@@ -37,6 +37,8 @@ CASES = [
     ("spiffe-beside-a-dns-san", "spiffe", SPIFFE, cert(uris=[SVID], dns=["billing"]), "checkout"),
     ("spiffe-two-uris", "spiffe", SPIFFE, cert(uris=[SVID, SVID.replace("checkout", "billing")]),
      f"the {SPIFFE_ID} must be exactly one, found 2"),
+    ("spiffe-beside-another-uri", "spiffe", SPIFFE, cert(uris=[SVID, "https://shop.example/checkout"]),
+     f"the {SPIFFE_ID} must be exactly one, found 2"),
     ("spiffe-one-uri-not-spiffe", "spiffe", None, cert(uris=["checkout"]), f"the {SPIFFE_ID} must be exactly one, found 0"),
     ("spiffe-none", "spiffe", SPIFFE, cert(dns=["checkout"], cns=["checkout"]),
      f"the {SPIFFE_ID} must be exactly one, found 0"),

@@ -40,7 +40,7 @@ async def ask():
     """ask(identity, headers) -> (status, body) from a real request to a loopback app."""
     runners = []
 
-    async def run(identity: Identity, headers) -> tuple[int, dict]:
+    async def run(identity: Identity, headers, server_ssl=None, client_ssl=None) -> tuple[int, dict]:
         async def handler(request: web.Request) -> web.Response:
             try:
                 caller = await identity.identify(request, upstream="pay")
@@ -53,10 +53,11 @@ async def ask():
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl)
         await site.start()
         port = runner.addresses[0][1]
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/pay/x", headers=headers) as r:
+        url = f"{'https' if server_ssl else 'http'}://127.0.0.1:{port}/pay/x"
+        async with aiohttp.ClientSession() as s, s.get(url, headers=headers, ssl=client_ssl or True) as r:
             return r.status, await r.json()
 
     yield run
@@ -202,3 +203,41 @@ async def test_mtls_mode_without_a_tls_peer_is_unauthenticated(ask, tmp_path):
     assert await ask(identity, {"X-Egress-Caller": "checkout"}) == (401, {
         "reason": "caller_unauthenticated",
         "detail": "connect with TLS and a client certificate (callers.identity: mtls)"})
+
+
+async def test_mtls_mode_names_the_caller_from_the_tls_peer(ask, tmp_path):
+    import ssl
+
+    import trustme
+
+    from egress.identity.mtls import server_context
+    from tests.identity_fakes import ClientCA
+    server_ca, client_ca = trustme.CA(), ClientCA()
+    server = server_ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "s.pem"))
+    server.private_key_pem.write_to_path(str(tmp_path / "s.key"))
+    client_ca.write_ca(tmp_path / "ca.pem")
+    s = settings_from_dict({"upstreams": [{"name": "pay", "url": "https://api.pay.example"}],
+                            "callers": {"identity": "mtls", "mtls": {"caller_from": "dns"}},
+                            "listen_tls": {"cert_file": "s.pem", "key_file": "s.key", "client_ca_file": "ca.pem"}},
+                           base_dir=tmp_path, environ={})
+    client = ssl.create_default_context()
+    server_ca.configure_trust(client)
+    client.load_cert_chain(*client_ca.issue(tmp_path, "c", dns=["checkout"]))
+    identity = Identity(s)
+    tls = server_context(s.listen_tls)
+    assert await ask(identity, {}, tls, client) == (200, {"name": "checkout", "proof": "mtls", "scopes": []})
+    assert await ask(identity, {"X-Egress-Caller": "billing"}, tls, client) == (401, DISAGREE)
+
+
+async def test_header_mode_ignores_a_configured_jwt_section(ask, issuer):
+    """`callers.jwt` given while `identity: header`: no verifier, no JWKS fetch, header names the caller."""
+    identity = Identity(settings({"identity": "header", **{k: v for k, v in jwt_callers(issuer).items()
+                                                           if k != "identity"}}))
+    assert identity.jwt is None
+    await identity.start()
+    try:
+        assert issuer.fetches == 0
+        assert (await ask(identity, {"X-Egress-Caller": "checkout"}))[1]["name"] == "checkout"
+    finally:
+        await identity.close()

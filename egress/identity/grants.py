@@ -55,7 +55,6 @@ class _Entries:
 
 class Grants:
     def __init__(self, grants: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
-        self.entries = dict(grants)
         self._by_who: dict[str, _Entries] = {}
         for who, entries in grants:
             compiled = self._by_who[who] = _Entries()

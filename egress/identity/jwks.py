@@ -162,10 +162,12 @@ class JwksCache:
                 raise JwksError(f"HTTP {resp.status}")
             if (resp.content_length or 0) > MAX_JWKS_BYTES:
                 raise JwksError("document too large")
-            data = await resp.content.read(MAX_JWKS_BYTES + 1)
-            if len(data) > MAX_JWKS_BYTES:
-                raise JwksError("document too large")
-            return data
+            data = bytearray()  # content.read(n) returns what has arrived, up to n: read to the end
+            async for chunk in resp.content.iter_any():
+                data += chunk
+                if len(data) > MAX_JWKS_BYTES:
+                    raise JwksError("document too large")
+            return bytes(data)
 
     async def _periodic(self) -> None:
         while True:

@@ -47,7 +47,7 @@ class Caller:
 
 def _segment(text: str) -> object:
     try:
-        return orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return orjson.loads(base64.urlsafe_b64decode(text + "=="))  # padding beyond what is needed is ignored
     except (binascii.Error, ValueError):
         return None
 
@@ -157,7 +157,7 @@ class JwtVerifier:
         head, body, sig = token.split(".")
         try:
             ok = key.Algorithm.verify(f"{head}.{body}".encode("ascii"), key.key,
-                                      base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
+                                      base64.urlsafe_b64decode(sig + "=="))
         except (binascii.Error, ValueError, TypeError, jwt.InvalidKeyError):
             ok = False
         if not ok:
@@ -172,7 +172,7 @@ class JwtVerifier:
                 raise CallerUnauthenticated(f"the token's {claim} claim is not a number")
         if now > payload["exp"] + leeway:
             raise CallerUnauthenticated("the token has expired")
-        if max(payload.get("nbf", 0), payload.get("iat", 0)) > now + leeway:
+        if any(payload[claim] > now + leeway for claim in ("nbf", "iat") if claim in payload):
             raise CallerUnauthenticated("the token is not valid yet (nbf or iat in the future)")
         aud = payload["aud"]
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []

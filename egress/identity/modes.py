@@ -37,7 +37,8 @@ class Identity:
     async def start(self) -> None:
         if self.jwt is not None:
             if any(i.jwks_url for i in self.callers.jwt.issuers):
-                self._session = aiohttp.ClientSession(trust_env=False, auto_decompress=True)
+                # aiohttp's defaults: no proxy from the environment, bodies decoded (tests hold both)
+                self._session = aiohttp.ClientSession()
             await self.jwt.start(self._session)
 
     async def close(self) -> None:

@@ -171,7 +171,8 @@ class JwksCache:
 
     async def _periodic(self) -> None:
         while True:
-            # after an outage, retry sooner than the regular interval
-            wait = self.settings.jwks_min_refresh if self._down or not self.keys else self.settings.jwks_refresh
+            # after an outage, retry sooner than the regular interval (no keys after start() means
+            # its fetch failed: down; parse_jwks never yields an empty key set)
+            wait = self.settings.jwks_min_refresh if self._down else self.settings.jwks_refresh
             await asyncio.sleep(max(wait, 0.1))
             await self.refresh()

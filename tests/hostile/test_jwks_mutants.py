@@ -85,3 +85,16 @@ async def test_outage_with_keys_held_retries_at_min_refresh(issuer, cache_for): 
     up_at = issuer.fetches
     await asyncio.sleep(0.5)         # up again: back to every 0.3 s
     assert issuer.fetches - up_at <= 2
+
+
+async def test_close_waits_for_the_fetch_in_flight(issuer, cache_for):  # noqa: F811
+    cache = await cache_for(issuer)
+    issuer.delay = 0.3
+    waiter = asyncio.get_running_loop().create_task(cache.refresh())
+    await asyncio.sleep(0.05)        # the fetch is at the (slow) endpoint
+    await cache.close()
+    issuer.delay = 0.0
+    # the cancelled fetch has ended: a refresh now is a new fetch, not a join of the dead one
+    assert await cache.refresh() is True and issuer.fetches == 3
+    with pytest.raises(asyncio.CancelledError):
+        await waiter

@@ -77,7 +77,7 @@ class JwksCache:
         self._inflight: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
         self._down = False
-        self._ssl = ssl.create_default_context(cafile=issuer.ca_file) if issuer.ca_file else None
+        self._ssl = ssl.create_default_context(cafile=issuer.ca_file)  # no ca_file: the system roots
 
     def adopt(self, previous: "JwksCache") -> None:
         """Start from the keys of the previous generation's cache of the same source (a reload
@@ -157,7 +157,7 @@ class JwksCache:
                 raise JwksError("jwks_token_file cannot be read") from exc
             headers["Authorization"] = f"Bearer {token}"
         async with self._session.get(self.issuer.jwks_url, timeout=timeout, allow_redirects=False, headers=headers,
-                                     ssl=self._ssl if self._ssl is not None else True) as resp:
+                                     ssl=self._ssl) as resp:
             if resp.status != 200:
                 raise JwksError(f"HTTP {resp.status}")
             if (resp.content_length or 0) > MAX_JWKS_BYTES:

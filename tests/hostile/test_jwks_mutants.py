@@ -98,3 +98,11 @@ async def test_close_waits_for_the_fetch_in_flight(issuer, cache_for):  # noqa: 
     assert await cache.refresh() is True and issuer.fetches == 3
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_refresh_before_start(issuer, cache_for, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO, logger="egress")
+    cache = await cache_for(issuer, start=False)
+    # never fetched: an unknown kid may refresh at once; with no HTTP session it is a clear failure
+    assert await cache.refresh_unknown("k1") is None and issuer.fetches == 0 and cache.failures == 1
+    assert [f["detail"] for f in events(caplog, FAILED)] == ["no HTTP session (not started)"]

@@ -77,7 +77,7 @@ class JwksCache:
         self._inflight: asyncio.Future | None = None
         self._task: asyncio.Task | None = None
         self._down = False
-        self._ssl = ssl.create_default_context(cafile=issuer.ca_file) if issuer.ca_file else None
+        self._ssl = ssl.create_default_context(cafile=issuer.ca_file)  # no ca_file: the system roots
 
     def adopt(self, previous: "JwksCache") -> None:
         """Start from the keys of the previous generation's cache of the same source (a reload
@@ -157,7 +157,7 @@ class JwksCache:
                 raise JwksError("jwks_token_file cannot be read") from exc
             headers["Authorization"] = f"Bearer {token}"
         async with self._session.get(self.issuer.jwks_url, timeout=timeout, allow_redirects=False, headers=headers,
-                                     ssl=self._ssl if self._ssl is not None else True) as resp:
+                                     ssl=self._ssl) as resp:
             if resp.status != 200:
                 raise JwksError(f"HTTP {resp.status}")
             if (resp.content_length or 0) > MAX_JWKS_BYTES:
@@ -171,7 +171,8 @@ class JwksCache:
 
     async def _periodic(self) -> None:
         while True:
-            # after an outage, retry sooner than the regular interval
-            wait = self.settings.jwks_min_refresh if self._down or not self.keys else self.settings.jwks_refresh
+            # after an outage, retry sooner than the regular interval (no keys after start() means
+            # its fetch failed: down; parse_jwks never yields an empty key set)
+            wait = self.settings.jwks_min_refresh if self._down else self.settings.jwks_refresh
             await asyncio.sleep(max(wait, 0.1))
             await self.refresh()

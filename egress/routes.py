@@ -130,6 +130,8 @@ def _has_dot_segment(raw_path: str) -> bool:
     percent-encoded (`%2e%2e`), hidden behind an encoded separator (`a%2f..%2fadmin`), a
     backslash (`a\\..\\admin`), a `;` parameter (`..;`) or double encoding (`%252e%252e`).
     An encoded slash alone (`group%2Fproject`) is left alone: some APIs need it."""
+    if "." not in raw_path and "%" not in raw_path:
+        return False  # fast path: no dot and no escape that could decode to one (most paths)
     text = raw_path  # an escape never spans a "/", so the whole path decodes as its segments do
     for _ in range(3):  # undo up to three layers of percent-encoding
         decoded = unquote(text)

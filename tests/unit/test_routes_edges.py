@@ -45,6 +45,10 @@ OK = [
     ("highest-port-is-well-formed", "GET", "/crm/x", "egress:65535", "crm", "/x", "", "prefix"),
     ("no-host-header", "GET", "/crm/x", None, "crm", "/x", "", "prefix"),
     ("empty-host-header", "GET", "/crm/x", "", "crm", "/x", "", "prefix"),
+    ("dots-inside-a-segment", "GET", "/payments/a.b/..c/c../.../x.json", "egress", "payments",
+     "/a.b/..c/c../.../x.json", "", "prefix"),
+    ("escapes-that-decode-to-no-dot-segment", "GET", "/payments/group%2Fproject/%2e%2ex", "egress", "payments",
+     "/group%2Fproject/%2e%2ex", "", "prefix"),
     ("four-encoding-layers-are-not-undone", "GET", "/payments/%2525252e%2525252e/x", "egress", "payments",
      "/%2525252e%2525252e/x", "", "prefix"),
 ]
@@ -91,6 +95,9 @@ DENIED = [
     ("single-dot", "GET", "/payments/./x", "egress", DestinationNotAllowed, "dots"),
     ("dot-dot-with-parameters", "GET", "/payments/..;a;b/x", "egress", DestinationNotAllowed, "dots"),
     ("dot-dot-behind-encoded-slash", "GET", "/payments/a%2f..%2fadmin", "egress", DestinationNotAllowed, "dots"),
+    ("dot-dot-plain-no-escape", "GET", "/payments/a/../x", "egress", DestinationNotAllowed, "dots"),
+    ("dot-dot-escaped-only-no-literal-dot", "GET", "/payments/%2E%2E", "egress", DestinationNotAllowed, "dots"),
+    ("dot-dot-backslash", "GET", "/payments/a\\..\\admin", "egress", DestinationNotAllowed, "dots"),
     ("dot-dot-three-layers", "GET", "/payments/%25252e%25252e/x", "egress", DestinationNotAllowed, "dots"),
     ("port-over-65535", "GET", "/crm/x", "egress:65536", BadRequest, "host"),
 ]

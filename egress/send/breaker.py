@@ -205,6 +205,8 @@ class Breaker:
 
     def _record(self, failed: bool) -> None:
         self._reset_from = 0 if failed else self._storage.counter
+        if not failed and self._reset_from == 0 and self._cb.current_state == pybreaker.STATE_CLOSED:
+            return  # nothing to reset: pybreaker would only zero a zero counter (and take its lock)
         try:
             with self._cb.calling():
                 if failed:

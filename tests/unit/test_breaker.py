@@ -82,6 +82,8 @@ COUNTING = [
     ("five_connect_failures_open", [UpstreamUnavailable(connect_failed=True)] * 5, SETTINGS, "open", 5),
     ("five_503_open", [503] * 5, SETTINGS, "open", 5),
     ("success_resets_consecutive_count", [503] * 4 + [200] + [503] * 4, SETTINGS, "closed", 4),
+    ("successes_on_a_clean_breaker_change_nothing", [200] * 10 + [503] * 5, SETTINGS, "open", 5),
+    ("one_failure_then_a_success_resets", [503, 200] * 3 + [503] * 4, SETTINGS, "closed", 4),
     ("4xx_never_counted", [400, 401, 404, 409, 429] * 3, SETTINGS, "closed", 0),
     ("4xx_never_even_if_configured", [429] * 10,
      BreakerSettings(failures=5, on_status=(429, 500, 503)), "closed", 0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from yarl import URL
@@ -155,20 +156,20 @@ class Upstream:
     provider_limits: ProviderLimits = ProviderLimits()
     contract_options: ContractOptions = ContractOptions()
 
-    @property
+    @cached_property  # read on every request; the url never changes (frozen)
     def host(self) -> str:
         return self.url.host or ""
 
-    @property
+    @cached_property
     def port(self) -> int:
         return self.url.port or (443 if self.url.scheme == "https" else 80)
 
-    @property
+    @cached_property
     def base_path(self) -> str:
         """The url's path without a trailing slash ("" for the root)."""
         return self.url.raw_path.rstrip("/")
 
-    @property
+    @cached_property
     def origin(self) -> str:
         return str(self.url.origin())
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
+@lru_cache(maxsize=512)  # one response asks up to five times; a provider sends few distinct values
 def media_type(content_type: str | None) -> str | None:
     """`type/subtype` in lower case, parameters dropped; None when absent or malformed."""
     if not content_type:

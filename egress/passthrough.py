@@ -41,7 +41,7 @@ from egress.respond import build_response, forwarded_headers
 from egress.send.bodies import parse_encodings
 from egress.send.client import UpstreamResponse, is_redirect
 from egress.send.inflight import Hold
-from egress.stream_respond import cut_by, end_stream, sequential
+from egress.stream_respond import CallerGone, cut_by, end_stream, sequential, settle_unended
 
 WINDOW = 65536  # bytes read ahead: a body that ends within them is answered whole, as before
 _NO_BODY = frozenset({204, 205, 304})
@@ -82,10 +82,8 @@ async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstre
     stream = resp.stream
     try:
         return await _relay(request, resp, op, up, ex, hold, has_contract=has_contract, recorder=recorder)
-    finally:  # whatever happened, no provider connection (or breaker permit) outlives the exchange
-        if not stream.closed:
-            stream.close()
-            stream.settle(EgressError("the stream ended unexpectedly"))
+    finally:
+        settle_unended(stream)
 
 
 async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, hold: Hold,
@@ -118,22 +116,20 @@ async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstr
     facts = ex.stream = StreamFacts("passthrough")
     facts.first_byte_s = stream.first_byte_at - stream.started
     ex.finish(resp.status)
+    cut: EgressError | None = None
     try:
-        await response.prepare(request)
-        for piece in decoded:
-            await response.write(piece)
-            facts.bytes += len(piece)
-        del decoded[:]
-        hold.release()
-        cut = await _pump(response, chunks, stream, up, ex)
-    except asyncio.CancelledError as exc:  # the caller went away (handler cancellation)
-        end_stream(ex, stream, facts, "caller_gone", exc)
-        raise
-    except ConnectionError:  # writing to a caller that is gone
-        end_stream(ex, stream, facts, "caller_gone", asyncio.CancelledError())
-        return response
+        with CallerGone(ex, stream, facts) as caller:
+            await response.prepare(request)
+            for piece in decoded:
+                await response.write(piece)
+                facts.bytes += len(piece)
+            del decoded[:]
+            hold.release()
+            cut = await _pump(response, chunks, stream, up, ex)
     finally:
         hold.release()
+    if caller.gone:
+        return response
     if cut is None:
         end_stream(ex, stream, facts, "complete", None)
         try:

@@ -58,10 +58,37 @@ async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstre
                 has_contract: bool, recorder=None) -> web.StreamResponse:
     try:
         return await _relay(request, resp, op, up, ex, has_contract=has_contract, recorder=recorder)
-    finally:  # whatever happened, no provider connection (or breaker permit) outlives the exchange
-        if not resp.stream.closed:
-            resp.stream.close()
-            resp.stream.settle(EgressError("the stream ended unexpectedly"))
+    finally:
+        settle_unended(resp.stream)
+
+
+def settle_unended(stream) -> None:
+    """Whatever happened, no provider connection (or breaker permit) outlives the exchange."""
+    if not stream.closed:
+        stream.close()
+        stream.settle(EgressError("the stream ended unexpectedly"))
+
+
+class CallerGone:
+    """Around a relay's writes to the caller: a caller that went away ends the stream as `caller_gone`.
+
+    Cancellation (the handler was cancelled) is recorded and goes on; a ConnectionError (a write
+    to a closed socket) is recorded and swallowed, and `gone` tells the relay to stop writing."""
+
+    def __init__(self, ex: Exchange, stream, facts: StreamFacts) -> None:
+        self.ex, self.stream, self.facts, self.gone = ex, stream, facts, False
+
+    def __enter__(self) -> CallerGone:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None and issubclass(kind, asyncio.CancelledError):
+            end_stream(self.ex, self.stream, self.facts, "caller_gone", exc)
+        elif kind is not None and issubclass(kind, ConnectionError):
+            end_stream(self.ex, self.stream, self.facts, "caller_gone", asyncio.CancelledError())
+            self.gone = True
+            return True
+        return False
 
 
 async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, *,
@@ -88,15 +115,11 @@ async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstr
     response.enable_chunked_encoding()
     ex.finish(resp.status)
     cut: EgressError | None = None
-    try:
+    with CallerGone(ex, stream, facts) as caller:
         await response.prepare(request)
         cut = await _pump(response, resp, op, up, ex, plan, enforce=mode == "enforce" and plan.checked,
                           checked=plan.checked, record=_recording(recorder, request.method, resp, ex))
-    except asyncio.CancelledError as exc:  # the caller went away (handler cancellation)
-        end_stream(ex, stream, facts, "caller_gone", exc)
-        raise
-    except ConnectionError:  # writing to a caller that is gone
-        end_stream(ex, stream, facts, "caller_gone", asyncio.CancelledError())
+    if caller.gone:
         return response
     if cut is None:
         end_stream(ex, stream, facts, "complete", None)

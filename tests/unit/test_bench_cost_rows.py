@@ -65,7 +65,8 @@ def test_a_failing_limits_run_is_a_skipped_row_with_its_reason(tmp_path):
 def test_sse_rows_are_measured_on_events_that_pass():
     sse = cost_rows.sse_rows(20, 1)
     rows = sse["cpu_us_per_event"]
-    assert set(rows) == {"framed only (mode off)", "framed + item checked (enforce)", "floor: orjson + jsonschema-rs"}
+    assert set(rows) == {"framed only (mode off)", "framed + item checked (enforce)",
+                         "framed + item checked (enforce), gzip-coded stream", "floor: orjson + jsonschema-rs"}
     assert all(us > 0 for us in rows.values())
     assert sse["refused"] == {name: reason for name, _, reason in sse_cost.REFUSED}
     text = "\n".join(cost_rows.render({"sse": sse}))
@@ -73,10 +74,14 @@ def test_sse_rows_are_measured_on_events_that_pass():
     assert "| SSE enforce: refused events (object is not a chunk, data is not JSON) | contract_violation, invalid_json |" in text
 
 
-@pytest.mark.parametrize("name, event, reason", sse_cost.REFUSED, ids=[c[0] for c in sse_cost.REFUSED])
-def test_enforce_cuts_the_stream_at_a_violating_event(name, event, reason):
+REFUSED_CASES = [(name, coding, reason) for name, _, reason in sse_cost.REFUSED for coding in sse_cost.CODINGS]
+
+
+@pytest.mark.parametrize("name, coding, reason", REFUSED_CASES,
+                         ids=[f"{c[0]}, {c[1] or 'identity'}" for c in REFUSED_CASES])
+def test_enforce_cuts_the_stream_at_a_violating_event(name, coding, reason):
     """Good, bad, good in one chunk: only the first good event goes out; the stream ends with the reason."""
-    assert sse_cost.refused()[name] == (reason, 1, len(sse_cost.streams.event(0)))
+    assert sse_cost.refused()[name, coding] == (reason, 1, len(sse_cost.streams.event(0)))
 
 
 def test_events_that_fail_the_contract_give_no_number(monkeypatch):

@@ -90,3 +90,13 @@ def test_events_that_fail_the_contract_give_no_number(monkeypatch):
     monkeypatch.setattr(sse_cost.streams, "ITEM", item)
     with pytest.raises(AssertionError, match="contract_violation"):
         sse_cost.rows(20, 1)
+
+
+def test_a_failing_sse_harness_is_a_skipped_row_with_its_reason(monkeypatch):
+    item = {**sse_cost.streams.ITEM, "required": ["id", "object", "choices", "usage"]}
+    monkeypatch.setattr(sse_cost.streams, "ITEM", item)
+    sse, skipped = cost_rows.sse_or_skip(20, 1)
+    assert sse == {} and list(skipped) == ["SSE per event"]
+    assert skipped["SSE per event"].startswith("not measured: ") and "contract_violation" in skipped["SSE per event"]
+    text = "\n".join(cost_rows.render({"sse": sse, "skipped": skipped}))
+    assert "| SSE per event | skipped: not measured: " in text and "SSE per event (177 B chunk)" not in text

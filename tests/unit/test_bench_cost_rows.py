@@ -16,8 +16,10 @@ import sse_cost  # noqa: E402
 
 from tests.redis_server import REDIS_SERVER, SKIP_REASON  # noqa: E402
 
-REDIS_ROWS = ("| rate-limit check (Redis), 3 buckets, CPU in egress |", "| rate-limit check (Redis), 3 buckets, wall µs |",
-              "| rate-limit check (Redis): round trips per check | 1.00 |", "| redis-py PING (the client's floor) |")
+REDIS_ROWS = ("| rate-limit check (Redis), 3 buckets, CPU in egress |",
+              "| rate-limit check (Redis), 3 buckets, wall µs |",
+              "| rate-limit check (Redis): round trips per check | 1.00 |",
+              "| redis-py PING (the client's floor) |")
 
 
 def _value(text: str, row: str) -> float:
@@ -71,7 +73,8 @@ def test_sse_rows_are_measured_on_events_that_pass():
     assert sse["refused"] == {name: reason for name, _, reason in sse_cost.REFUSED}
     text = "\n".join(cost_rows.render({"sse": sse}))
     assert _value(text, "| SSE per event (177 B chunk), framed + item checked (enforce) |") > 0
-    assert "| SSE enforce: refused events (object is not a chunk, data is not JSON) | contract_violation, invalid_json |" in text
+    assert ("| SSE enforce: refused events (object is not a chunk, data is not JSON) "
+            "| contract_violation, invalid_json |") in text
 
 
 REFUSED_CASES = [(name, coding, reason) for name, _, reason in sse_cost.REFUSED for coding in sse_cost.CODINGS]

@@ -2,7 +2,7 @@
 
 Scenarios, in this order, against one fake provider (nginx serving static JSON):
   cost rows    bench/cost_rows.py on the proxy's CPU: the floor's parse+validate µs, contract
-               size, observer, identity (rate-limit and SSE rows: placeholders)
+               size, observer, identity, rate-limit check (memory, Redis), SSE per event
   preflight    every target answers every body as expected (valid: 200, invalid: refused)
   throughput   wrk -t1 -c32, round-robin over targets x bodies, N rounds: req/s, p50, p99,
                the proxy's CPU µs per request (/proc, its process tree) and the ratio to the
@@ -179,7 +179,8 @@ class Bench:
         self.targets["egress-violations"] = self.targets["egress"].replace("/pay", "/payinv")
 
     def cost_rows(self) -> None:
-        """In-process rows (bench/cost_rows.py): the parse+validate floor, contract size, identity."""
+        """In-process rows (bench/cost_rows.py): the parse+validate floor, contract size, identity,
+        rate-limit check, SSE per event."""
         n = 300 if self.plan.rounds == 1 else 2000
         out = self.work / "cost_rows.json"
         # on the proxy's CPU, so the floor's part and the proxies' CPU are measured alike

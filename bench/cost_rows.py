@@ -13,7 +13,16 @@ Rows (best of --repeat runs, microseconds of this process's CPU per call):
   observer per exchange  egress.observe's Observability.observe (metrics, inventory, baselines, access
                          log line to a line-buffered file as stderr is) on an unsampled exchange,
                          and with its two spans built (a sampled one, the exporter a no-op)
-  rate-limit, SSE        placeholders: they land with issues 16 and 14 (skipped rows)
+  rate-limit check       bench/limits_cost.py's rows (a subprocess): Limiter.admit with 3 buckets
+                         and a concurrency limit, memory store (CPU) and Redis store on a real
+                         redis-server on loopback (CPU in egress, wall, round trips per check),
+                         beside a bare redis-py PING (the client's floor); without redis-server
+                         the Redis rows say why they were skipped
+  SSE per event          bench/sse_cost.py's rows: the stream relay's own loop (read through
+                         UpstreamStream, framed, item-checked) on streams.py's 177-byte
+                         chat.completion.chunk events, mode off, enforce, and enforce on a
+                         gzip-coded stream, beside orjson + jsonschema-rs per event; a violating
+                         and a non-JSON event must be refused (checked outside the timing)
 """
 
 from __future__ import annotations
@@ -35,16 +44,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import fixtures  # noqa: E402
+import sse_cost  # noqa: E402
 
 from egress.contracts.loader import load_contract  # noqa: E402
 
 STRIPE_SIZED = 468
 CONCURRENT = 32  # exchanges finishing per event-loop iteration in the observer row (wrk -c32)
-PLACEHOLDERS = {
-    "rate-limit check (memory)": "lands with issue 16",
-    "rate-limit check (Redis)": "lands with issue 16",
-    "SSE check per event": "lands with issue 14",
-}
 
 
 def cpu_us(fn, n: int, repeat: int) -> float:
@@ -183,17 +188,56 @@ def identity_rows(n: int, repeat: int) -> dict[str, float] | str:
         return json.loads(out.read_text())["us_cpu_per_request"]
 
 
+def limit_rows(n: int, repeat: int, env: dict | None = None) -> dict:
+    """bench/limits_cost.py's JSON (its "redis" member may be {"skipped": why}), or {"skipped": why it failed}."""
+    try:
+        done = subprocess.run([sys.executable, str(HERE / "limits_cost.py"), "--checks", str(n),
+                               "--repeat", str(repeat)], capture_output=True, text=True, timeout=300, env=env)
+        out = json.loads(done.stdout) if done.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        return {"skipped": f"limits_cost.py failed: {type(exc).__name__}"}
+    return out if isinstance(out, dict) else {"skipped": f"limits_cost.py failed: {done.stderr.strip()[-200:]}"}
+
+
+def limit_skips(limits: dict) -> dict[str, str]:
+    """The rate-limit rows that could not run, with why."""
+    if "skipped" in limits:
+        return {"rate-limit check": limits["skipped"]}
+    redis = limits.get("redis", {})
+    return {"rate-limit check (Redis)": redis["skipped"]} if "skipped" in redis else {}
+
+
+def sse_rows(n: int, repeat: int) -> dict:
+    """bench/sse_cost.py's CPU µs per event (a stream of 10 x n events: an event costs a few µs, so
+    the timed run stays well above the clock's noise) and, asserted first, the reasons its
+    violating events were refused with."""
+    refused = sse_cost.check_refused()
+    return {"cpu_us_per_event": sse_cost.rows(10 * n, repeat), "refused": refused}
+
+
+def sse_or_skip(n: int, repeat: int) -> tuple[dict, dict[str, str]]:
+    """(sse_rows, {}) or, when a sample event fails or a violating one is not refused, ({}, why)."""
+    try:
+        return sse_rows(n, repeat), {}
+    except AssertionError as exc:
+        why = " ".join(str(exc).replace("|", "/").split())[:300]
+        return {}, {"SSE per event": f"not measured: {why}"}
+
+
 def measure(n: int = 2000, repeat: int = 5) -> dict:
     bodies = fixtures.bodies()
+    limits = limit_rows(n, repeat)
+    sse, sse_skips = sse_or_skip(n, repeat)
+    skipped = {**limit_skips(limits), **sse_skips}
     return {"floor_parse_validate_us": floor_rows(bodies, n, repeat),
             "contract_us": contract_rows(bodies, n, repeat),
             "observer_us": observer_rows(n, repeat),
             "identity_us": identity_rows(n, repeat),
-            "skipped": PLACEHOLDERS, "body_bytes": {k: len(v) for k, v in bodies.items()}}
+            "rate_limit": limits, "sse": sse, "skipped": skipped, "body_bytes": {k: len(v) for k, v in bodies.items()}}
 
 
 def render(rows: dict) -> list[str]:
-    lines = ["| cost row (in-process, CPU µs per call) | µs |", "| --- | --: |"]
+    lines = ["| cost row (in-process, CPU µs per call unless it says otherwise) | µs |", "| --- | --: |"]
     for body, us in rows.get("floor_parse_validate_us", {}).items():
         lines.append(f"| floor: orjson parse + jsonschema-rs validate, {fixtures_label(body)} | {us:.1f} |")
     for name, us in rows.get("contract_us", {}).items():
@@ -206,8 +250,29 @@ def render(rows: dict) -> list[str]:
             lines.append(f"| identity: {name} | {us:.1f} |")
     else:
         lines.append(f"| identity | skipped: {ident} |")
-    for name, why in rows.get("skipped", PLACEHOLDERS).items():
+    lines += limit_lines(rows.get("rate_limit", {}))
+    sse = rows.get("sse", {})
+    for name, us in sse.get("cpu_us_per_event", {}).items():
+        lines.append(f"| SSE per event (177 B chunk), {name} | {us:.1f} |")
+    if sse.get("refused"):
+        lines.append(f"| SSE enforce: refused events ({', '.join(sse['refused'])}) | "
+                     f"{', '.join(sse['refused'].values())} |")
+    for name, why in rows.get("skipped", {}).items():
         lines.append(f"| {name} | skipped: {why} |")
+    return lines
+
+
+def limit_lines(limits: dict) -> list[str]:
+    """The rate-limit rows of limits_cost.py's JSON (none for a skipped store: `skipped` says why)."""
+    lines, n = [], limits.get("buckets_per_check", 3)
+    memory, redis = limits.get("memory", {}), limits.get("redis", {})
+    if "cpu_us_per_check" in memory:
+        lines.append(f"| rate-limit check (memory), {n} buckets | {memory['cpu_us_per_check']:.1f} |")
+    if "cpu_us_per_check" in redis:
+        lines += [f"| rate-limit check (Redis), {n} buckets, CPU in egress | {redis['cpu_us_per_check']:.1f} |",
+                  f"| rate-limit check (Redis), {n} buckets, wall µs | {redis['wall_us_per_check']:.1f} |",
+                  f"| rate-limit check (Redis): round trips per check | {redis['round_trips_per_check']:.2f} |",
+                  f"| redis-py PING (the client's floor) | {redis['redis_py_ping_cpu_us']:.1f} |"]
     return lines
 
 

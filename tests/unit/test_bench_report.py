@@ -51,12 +51,11 @@ def test_cpu_seconds_counts_this_process():
     assert cpu_seconds(os.getpid()) - before >= 0.1
 
 
-def test_cost_rows_contract_sizes_and_placeholders():
+def test_cost_rows_contract_sizes_and_skipped_rows():
     rows = cost_rows.contract_rows(cost_rows.fixtures.bodies(), n=20, repeat=1)
     assert set(rows) == {"match+check, 1 op", f"match+check, {cost_rows.STRIPE_SIZED} ops"}
     assert all(0 < us < 100_000 for us in rows.values())
     text = "\n".join(cost_rows.render({"floor_parse_validate_us": {"charge": 5.0}, "contract_us": rows,
-                                       "identity_us": "not run", "skipped": cost_rows.PLACEHOLDERS}))
-    assert "| rate-limit check (Redis) | skipped: lands with issue 16 |" in text
-    assert "| SSE check per event | skipped: lands with issue 14 |" in text
+                                       "identity_us": "not run", "skipped": {"rate-limit check (Redis)": "no redis"}}))
+    assert "| rate-limit check (Redis) | skipped: no redis |" in text
     assert "| identity | skipped: not run |" in text

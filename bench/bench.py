@@ -7,6 +7,8 @@ Scenarios, in this order, against one fake provider (nginx serving static JSON):
   throughput   wrk -t1 -c32, round-robin over targets x bodies, N rounds: req/s, p50, p99,
                the proxy's CPU µs per request (/proc, its process tree) and the ratio to the
                floor (the forwarder's CPU µs/request + in-process parse + validate, same run)
+  ablation     forwarder, egress, egress with no access log and no traces, egress with nothing
+               configured: where egress's CPU goes, by subtraction (bench/ablation.py)
   violations   egress and Prism on the invalid twins (the refusal path)
   open loop    300 req/s from bench/openloop.py: latency egress adds over direct
   profile      py-spy on egress (1 worker) under wrk: where the time goes
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import ablation
 import cost_rows
 import fixtures
 import loads
@@ -48,7 +51,7 @@ PRISM = HERE / ".node_modules" / "node_modules" / ".bin" / "prism"
 PYSPY = HERE / ".tools" / "bin" / "py-spy"
 RESULTS = HERE / "results"
 BODIES = ("charge", "list")
-ALL_SCENARIOS = "throughput,violations,openloop,profile,memory"
+ALL_SCENARIOS = "throughput,ablation,violations,openloop,profile,memory"
 QUIET_CORES = 0.15  # other processes' CPU (in cores) under which the machine counts as quiet
 LABEL = {"charge": "1.3 KB", "list": "65 KB", "charge_invalid": "1.3 KB invalid", "list_invalid": "65 KB invalid"}
 
@@ -281,6 +284,9 @@ class Bench:
                              "others_cores_median": statistics.median(others) if others else None,
                              "others_cores_max": max(others) if others else None}
 
+    def ablation(self) -> None:
+        self.out["ablation"] = ablation.run(self, EGRESS, headers(), BODIES, say)
+
     def violations(self) -> None:
         hdrs, res = headers(), {}
         for t in ("egress-violations", "prism"):
@@ -495,6 +501,8 @@ def render(o: dict) -> str:
         lines += ["", "Floor (CPU µs/request) = forwarder's CPU µs/request + orjson parse + jsonschema-rs validate "
                   "of the same body in-process, same run: " + "; ".join(
                       f"{LABEL[b]} {f:.0f} µs (parse+validate {parse.get(b, 0):.1f})" for b, f in floors.items()) + "."]
+    if o.get("ablation"):
+        lines += ["", *ablation.render(o["ablation"], LABEL, o.get("cost_rows", {}).get("floor_parse_validate_us", {}))]
     if o.get("cost_rows"):
         lines += ["", *cost_rows.render(o["cost_rows"])]
     if o.get("violations"):
@@ -586,7 +594,8 @@ def main() -> int:
         bench.cost_rows()
         bench.start()
         bench.preflight()
-        for scenario, step in (("throughput", bench.throughput), ("violations", bench.violations),
+        for scenario, step in (("throughput", bench.throughput), ("ablation", bench.ablation),
+                               ("violations", bench.violations),
                                ("openloop", bench.open_loop), ("profile", bench.profile), ("memory", bench.memory)):
             if scenario in only:
                 say(f"--- {scenario}")

@@ -35,19 +35,23 @@ def main(argv: list[str]) -> int:
     score = 100.0 * killed / decided if decided else 0.0
     unchecked = [n for n, s in statuses.items() if s not in ("killed", "survived", "no tests", "timeout")]
     unexplained = [n for n in survived + untested if n not in explained]
+    # listed as equivalent, yet a test killed it in this run: the row is stale (delete it)
+    stale = sorted(n for n in explained if statuses.get(n) in ("killed", "timeout"))
     out = [f"# Mutation report ({len(statuses)} mutants, {seconds} s)", "",
            f"Files: {', '.join(files)}", "",
            f"Score: **{score:.1f}%** killed ({killed} killed, {len(survived)} survived, {len(untested)} with no test, "
            f"{counts.get('timeout', 0)} timeouts, {counts.get('suspicious', 0)} suspicious)", "",
            f"Surviving or untested, explained in tests/MUTANTS.md: {len(survived) + len(untested) - len(unexplained)}; "
-           f"**unexplained: {len(unexplained)}**", ""]
+           f"**unexplained: {len(unexplained)}**", "",
+           f"Listed in tests/MUTANTS.md but killed in this run (stale rows, delete them): {len(stale)}"
+           + "".join(f"\n- `{n}`" for n in stale), ""]
     for name in survived + untested:
         mark = f"explained: {explained[name]}" if name in explained else "UNEXPLAINED"
         diff = _show(name)
         lines = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
         out += [f"## `{name}` ({statuses[name]}; {mark})", "", "```diff", *lines, "```", ""]
     report.write_text("\n".join(out) + "\n")
-    print("\n".join(out[:7]))
+    print("\n".join(out[:9]))
     print(f"report: {report}")
     if unchecked:  # interrupted, or statuses mutmut could not decide (segfaults, "not checked")
         print(f"scripts/mutants: {len(unchecked)} mutants not decided: {dict(Counter(statuses[n] for n in unchecked))}")

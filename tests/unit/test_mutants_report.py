@@ -18,6 +18,10 @@ CASES = [
     ("no-tests-unexplained", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_4: no tests\n", 1, "unexplained: 1"),
     ("not-checked", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_5: not checked\n", 1, "not decided"),
     ("nothing-tested", "", 2, "no mutant was tested"),
+    ("listed-but-killed-is-stale", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_2: killed\n", 0,
+     "(stale rows, delete them): 1\n- `m.x_f__mutmut_2`"),
+    ("listed-and-surviving-is-not-stale", "m.x_f__mutmut_2: survived\n", 0, "(stale rows, delete them): 0"),
+    ("listed-but-not-in-this-run-is-not-stale", "m.x_f__mutmut_1: killed\n", 0, "(stale rows, delete them): 0"),
 ]
 
 

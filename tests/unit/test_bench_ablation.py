@@ -1,0 +1,46 @@
+"""The bench's ablation scenario (bench/ablation.py): its configurations are valid egress
+configurations, and its table subtracts the right rows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import ablation  # noqa: E402
+import bench  # noqa: E402
+
+from egress.config import load_settings  # noqa: E402
+
+
+def test_bare_config_loads_with_nothing_but_the_upstream(tmp_path):
+    path = ablation.bare_config(tmp_path / "bare.yaml", port=18080, admin_port=18081, provider_port=18082)
+    settings = load_settings(path, {})
+    (up,) = settings.upstreams
+    assert (up.name, up.contract, up.credential, str(up.url)) == ("pay", None, None, "http://127.0.0.1:18082/v1")
+
+
+def test_quiet_env_turns_off_traces_and_the_access_line():
+    env = ablation.quiet_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_TRACES_SAMPLER": "x",
+                              "EGRESS_LOG_LEVEL": "info", "PATH": "/bin"})
+    assert env == {"EGRESS_LOG_LEVEL": "warning", "PATH": "/bin"}
+
+
+def test_subtractions_and_table():
+    cpu = {"forwarder": 180.0, "egress-bare": 300.0, "egress-quiet": 360.0, "egress": 420.0}
+    runs = [{"target": t, "body": "charge", "cpu_us": us + d} for t, us in cpu.items() for d in (-5, 0, 40)]
+    summary = {"charge": {**{t: us for t, us in cpu.items()},
+                          "pipeline": 120.0, "features": 60.0, "observers_out": 60.0}}
+    lines = ablation.render({"runs": runs, "summary": summary}, bench.LABEL, {"charge": 9.0})
+    text = "\n".join(lines)
+    assert "| = the pipeline itself (bare - forwarder) | 120 |" in text
+    assert "| = identity, sanitizing lists, credential, contract check (quiet - bare) | 60 |" in text
+    assert "| = access log + 10 % sampled spans exported (egress - quiet) | 60 |" in text
+    assert "| (of the features: orjson parse + jsonschema-rs validate, in-process) | 9 |" in text
+    assert lines[0].endswith("| 1.3 KB |")
+
+
+def test_ablation_is_part_of_the_full_run():
+    assert "ablation" in bench.ALL_SCENARIOS.split(",")

@@ -16,11 +16,13 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
+from tests.fakes import Served
+
 CLIENT_ID = "egress-client"
 
 
 @dataclass
-class FakeIdP:
+class FakeIdP(Served):
     secret: str
     expires_in: float | None = 60
     mode: str = "ok"
@@ -37,23 +39,12 @@ class FakeIdP:
     async def start(self) -> "FakeIdP":
         app = web.Application()
         app.router.add_post("/oauth/token", self.token)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, 0, ssl_context=self.ssl_context).start()
+        await self.serve(app)
         return self
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        return self.runner.addresses[0][1]
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://{self.host}:{self.port}/oauth/token"
+        return self.base_url + "/oauth/token"
 
     @property
     def fetches(self) -> int:

@@ -22,48 +22,31 @@ from multidict import CIMultiDict
 from egress.config import settings_from_dict
 from egress.errors import AddressBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.client import UpstreamClient
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, RawProvider, each_closed, send_bytes
 
 
 @pytest.fixture
 async def client():
-    made = []
-
     async def make(url: str, tmp_path: Path = Path("."), **over) -> UpstreamClient:
         doc = {"name": "pay", "url": url, "allow_private_addresses": ["127.0.0.1/32"], **over}
         up = settings_from_dict({"upstreams": [doc]}, base_dir=tmp_path, environ={}).upstreams[0]
         c = UpstreamClient(up)
         await c.start()
-        made.append(c)
         return c
 
-    yield make
-    for c in made:
-        await c.close()
+    async with each_closed(make, close="close") as made:
+        yield made
 
 
 @pytest.fixture
 async def raw():
-    """A server that answers every request with the given bytes (then closes)."""
-    servers = []
+    """url(answer, close=) of a server that answers every request with the given bytes (then
+    closes, or with close=False holds the connection open for 5 s)."""
+    async with each_closed(lambda script: RawProvider(script).start()) as make:
+        async def url(answer: bytes, *, close: bool = True) -> str:
+            return (await make(send_bytes(answer, linger=0.0 if close else 5.0))).url
 
-    async def make(answer: bytes, *, close: bool = True) -> str:
-        async def handle(reader, writer):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
-            await writer.drain()
-            if close:
-                writer.close()
-            else:
-                await asyncio.sleep(5)
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield make
-    for s in servers:
-        s.close()
-        await s.wait_closed()
+        yield url
 
 
 async def get(c: UpstreamClient, target="/x", timeout=5.0, **kw):

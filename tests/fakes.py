@@ -6,9 +6,12 @@ import asyncio
 import base64
 import contextlib
 import json
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import trustme
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -64,6 +67,18 @@ class Served:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+def tls_server(tmp_path: Path, *identities: str, ca: trustme.CA | None = None, **cert_kw) -> tuple[ssl.SSLContext, Path]:
+    """A fake's side of real TLS: a server context holding a certificate that `ca` (a new
+    trustme.CA unless given) issues for `identities` (localhost unless given), and that CA's PEM
+    written to tmp_path/ca.pem (what an upstream's `tls.ca_file` names)."""
+    ca = ca or trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*(identities or ("localhost",)), **cert_kw).configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ctx, ca_file
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
+import aiohttp
 import orjson
 import pytest
 
@@ -57,6 +58,13 @@ async def raw_provider():
     """make(script) -> a started RawProvider, stopped after the test."""
     async with each_closed(lambda script: RawProvider(script).start()) as make:
         yield make
+
+
+@pytest.fixture
+async def session():
+    """A plain aiohttp client session (what egress hands its JWKS caches), closed after the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

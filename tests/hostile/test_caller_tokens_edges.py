@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from egress.config.model import JwtIssuer, JwtSettings
@@ -24,12 +23,6 @@ LEEWAY = 30.0
 async def issuer():
     async with FakeIssuer.with_keys(k1="RS256", e1="ES256") as fake:
         yield fake
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

@@ -55,12 +55,14 @@ async def get(c: UpstreamClient, target="/x", timeout=5.0, **kw):
 
 # ------------------------------------------------------------------ what the provider sees
 
-async def test_the_provider_sees_no_user_agent_and_no_cookie_back(provider, client):
-    async def set_cookie(request):
-        resp = web.json_response({"ok": True})
-        resp.set_cookie("session", "abc")
-        return resp
+async def set_cookie(request: web.BaseRequest) -> web.Response:
+    """A provider that sets a cookie on every answer."""
+    resp = web.json_response({"ok": True})
+    resp.set_cookie("session", "abc")
+    return resp
 
+
+async def test_the_provider_sees_no_user_agent_and_no_cookie_back(provider, client):
     fake = await provider(set_cookie)
     c = await client(fake.url)
     await get(c)
@@ -432,11 +434,6 @@ async def test_the_target_is_requested_exactly_as_given(provider, client):
 
 
 async def test_no_cookie_jar_even_for_a_named_host(provider, client):
-    async def set_cookie(request):
-        resp = web.json_response({"ok": True})
-        resp.set_cookie("session", "abc")
-        return resp
-
     fake = await provider(set_cookie)
     c = await client(f"http://localhost:{fake.port}", allow_private_addresses=True)
     await get(c)

@@ -37,9 +37,7 @@ class FakeIdP(Served):
     _n: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> "FakeIdP":
-        app = web.Application()
-        app.router.add_post("/oauth/token", self.token)
-        await self.serve(app)
+        await self.serve(self.token, post="/oauth/token")
         return self
 
     @property

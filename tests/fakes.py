@@ -40,12 +40,15 @@ class Served:
     host: str = "127.0.0.1"
     ssl_context: object = None
 
-    async def serve(self, app: web.Application | Handler) -> None:
-        """Listen with an Application (its routes) or a bare handler (every request)."""
-        if isinstance(app, web.Application):
-            self.runner = web.AppRunner(app, access_log=None)
+    async def serve(self, handler: Handler, post: str | None = None) -> None:
+        """Listen: `handler` answers every request, or with `post` only POSTs to that path
+        (aiohttp's own 404/405 for the rest)."""
+        if post is None:
+            self.runner = web.ServerRunner(web.Server(handler), access_log=None)
         else:
-            self.runner = web.ServerRunner(web.Server(app), access_log=None)
+            app = web.Application()
+            app.router.add_post(post, handler)
+            self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, 0, ssl_context=self.ssl_context).start()
 

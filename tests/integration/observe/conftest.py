@@ -90,9 +90,7 @@ class OtlpReceiver(Served):
         self.headers: list[dict] = []
 
     async def start(self) -> "OtlpReceiver":
-        app = web.Application()
-        app.router.add_post("/v1/traces", self.handle)
-        await self.serve(app)
+        await self.serve(self.handle, post="/v1/traces")
         return self
 
     @property

@@ -34,23 +34,25 @@ async def json_ok(request: web.BaseRequest) -> web.StreamResponse:
 class Served:
     """What every fake third party shares: an aiohttp server on `host` (127.0.0.1) port 0, over
     real TLS when `ssl_context` is set; its port, base URL, stop; `async with fake:` starts and
-    stops it.  A subclass sets `runner`, `host`, `ssl_context` (dataclass fields) and `start()`."""
+    stops it.  A subclass sets `runner`, `ssl_context` (dataclass fields) and `start()`; set
+    `host` / `listen_port` on an instance to listen elsewhere (another loopback address)."""
 
     runner: web.BaseRunner | None = None
     host: str = "127.0.0.1"
+    listen_port: int = 0
     ssl_context: object = None
 
-    async def serve(self, handler: Handler, post: str | None = None) -> None:
-        """Listen: `handler` answers every request, or with `post` only POSTs to that path
-        (aiohttp's own 404/405 for the rest)."""
+    async def serve(self, handler: Handler, post: str | None = None, **server_kw) -> None:
+        """Listen: `handler` answers every request (`server_kw` to aiohttp's web.Server), or with
+        `post` only POSTs to that path (aiohttp's own 404/405 for the rest)."""
         if post is None:
-            self.runner = web.ServerRunner(web.Server(handler), access_log=None)
+            self.runner = web.ServerRunner(web.Server(handler, **server_kw), access_log=None)
         else:
             app = web.Application()
             app.router.add_post(post, handler)
             self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, 0, ssl_context=self.ssl_context).start()
+        await web.TCPSite(self.runner, self.host, self.listen_port, ssl_context=self.ssl_context).start()
 
     @property
     def port(self) -> int:
@@ -108,6 +110,7 @@ class FakeProvider(Served):
     requests: list[Seen] = field(default_factory=list)
     runner: web.BaseRunner | None = None
     ssl_context: object = None
+    auto_decompress: bool = True  # False: `body` is what came on the wire, still encoded
 
     async def start(self) -> "FakeProvider":
         async def record(request: web.BaseRequest) -> web.StreamResponse:
@@ -115,7 +118,7 @@ class FakeProvider(Served):
             self.requests.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers), body))
             return await self.handler(request)
 
-        await self.serve(record)
+        await self.serve(record, auto_decompress=self.auto_decompress)
         return self
 
     @property

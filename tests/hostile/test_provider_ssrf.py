@@ -30,16 +30,12 @@ def redirect_to(location: str, status: int = 302):
 
 async def trap_on(address: str, port: int = 0) -> FakeProvider:
     """A provider on another loopback address; it must never be reached."""
-    trap = FakeProvider()
-
-    async def record(request):
-        trap.requests.append(request)
+    async def answer(request):
         return web.Response(text="trap")
 
-    trap.runner = web.ServerRunner(web.Server(record), access_log=None)
-    await trap.runner.setup()
-    await web.TCPSite(trap.runner, address, port).start()
-    return trap
+    trap = FakeProvider(answer)
+    trap.host, trap.listen_port = address, port
+    return await trap.start()
 
 
 def loopback2_available() -> bool:

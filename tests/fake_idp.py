@@ -1,9 +1,10 @@
-"""A fake OAuth2 token endpoint (RFC 6749 4.4) and a partner that accepts only its live tokens.
+"""Fake OAuth2 token endpoints (RFC 6749 4.4) and a partner that accepts only their live tokens.
 
-Real aiohttp apps on 127.0.0.x, port 0, over real TLS (trustme) when given a context.  The
-test drives them: `expires_in`, `revoke()` (the partner starts refusing a token with 401),
-`mode` ("ok" | "500" | "not_json" | "no_token" | "mac" | "slow"), `secret` (what the client must
-present; change it to model a rotation).
+Real aiohttp apps on 127.0.0.x, port 0, over real TLS (trustme) when given a context.
+`FakeIdP` is an IdP that checks its client; the test drives it: `expires_in`, `revoke()` (the
+partner starts refusing a token with 401), `mode` ("ok" | "500" | "not_json" | "no_token" | "mac"
+| "slow"), `secret` (what the client must present; change it to model a rotation).
+`ScriptedIdP` checks nothing and answers whatever the test sets (every boundary of an answer).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
+from tests.fakes import FakeProvider, Served
+
 CLIENT_ID = "egress-client"
 
 
 @dataclass
-class FakeIdP:
+class FakeIdP(Served):
     secret: str
     expires_in: float | None = 60
     mode: str = "ok"
@@ -35,25 +38,12 @@ class FakeIdP:
     _n: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> "FakeIdP":
-        app = web.Application()
-        app.router.add_post("/oauth/token", self.token)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, 0, ssl_context=self.ssl_context).start()
+        await self.serve(self.token, post="/oauth/token")
         return self
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    @property
-    def port(self) -> int:
-        return self.runner.addresses[0][1]
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://{self.host}:{self.port}/oauth/token"
+        return self.base_url + "/oauth/token"
 
     @property
     def fetches(self) -> int:
@@ -93,6 +83,35 @@ class FakeIdP:
 
     def revoke_all(self) -> None:
         self.revoked.update(self.issued)
+
+
+@dataclass
+class ScriptedIdP(FakeProvider):
+    """A token endpoint (any path) that answers `status` with `doc` after a numbered access_token
+    (tok-1, tok-2, ...), or the `raw` bytes (with a Location header), after `delay` seconds;
+    `peers` holds each request's client address, `requests` / `hits` what came (FakeProvider)."""
+    status: int = 200
+    doc: dict = field(default_factory=lambda: {"expires_in": 60})
+    raw: bytes | None = None
+    delay: float = 0.0
+    n: int = 0
+    peers: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.handler = self.answer
+
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.peers.append(request.transport.get_extra_info("peername"))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.raw is not None:
+            return web.Response(status=self.status, body=self.raw, headers={"Location": "/elsewhere"})
+        self.n += 1
+        return web.json_response({"access_token": f"tok-{self.n}", **self.doc}, status=self.status)
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/oauth/token"
 
 
 def partner_accepting(idp: FakeIdP):

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.fakes import Served
+
 ISSUER = "https://kubernetes.default.svc"
 SUBJECT = "system:serviceaccount:shop:checkout"
 PATTERN = r"^system:serviceaccount:[^:]+:(?P<caller>[^:]+)$"
@@ -44,8 +46,9 @@ def public_jwk(private, kid: str, alg: str) -> dict:
 
 
 @dataclass
-class FakeIssuer:
-    """A token issuer: `keys` kid -> (private key, alg); `jwks()` what its endpoint serves."""
+class FakeIssuer(Served):
+    """A token issuer: `keys` kid -> (private key, alg); `jwks()` what its endpoint serves (any
+    path; over TLS when `ssl_context` is set).  `FakeIssuer.with_keys(k1="RS256")` makes one."""
     issuer: str = ISSUER
     keys: dict = field(default_factory=dict)
     status: int = 200           # set 503 for an outage
@@ -53,7 +56,16 @@ class FakeIssuer:
     extra_jwks: list = field(default_factory=list)   # raw JWK dicts served as they are
     delay: float = 0.0               # seconds before answering (a slow issuer)
     required_token: str | None = None  # the JWKS endpoint wants "Authorization: Bearer <it>" (kube-apiserver)
+    ssl_context: object = None
     runner: web.BaseRunner | None = None
+
+    @classmethod
+    def with_keys(cls, **kid_alg: str) -> "FakeIssuer":
+        """An issuer (not started) holding a new key per kid=alg, in that order."""
+        fake = cls()
+        for kid, alg in kid_alg.items():
+            fake.add_key(kid, alg)
+        return fake
 
     def add_key(self, kid: str, alg: str = "RS256"):
         self.keys[kid] = (new_key(alg), alg)
@@ -83,18 +95,12 @@ class FakeIssuer:
                 return web.Response(status=401, text="unauthorized")
             return web.json_response(self.jwks())
 
-        self.runner = web.ServerRunner(web.Server(handler), access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        await self.serve(handler)
         return self
 
     @property
     def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}/openid/v1/jwks"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        return self.base_url + "/openid/v1/jwks"
 
 
 def unsigned(claims: dict, header: dict) -> str:

@@ -1,22 +1,20 @@
-"""Shared pieces for the hostile tests: raw-socket providers, memory probes, problem checks.
+"""Shared pieces for the hostile tests: raw-socket providers (tests/fakes.RawProvider), memory
+probes, problem checks.
 
 Every provider here listens on 127.0.0.1 port 0; nothing in tests/hostile connects anywhere else.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
+import aiohttp
 import orjson
 import pytest
 
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, RawProvider, Script, each_closed, send_bytes  # noqa: F401 (re-exported)
 
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1024 * 1024
 
@@ -55,72 +53,18 @@ def open_fds(pid: int | str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-@dataclass
-class RawProvider:
-    """A provider that writes whatever bytes its script says, after reading the request head."""
-
-    script: Script
-    connections: int = 0
-    heads: list[bytes] = field(default_factory=list)
-    server: asyncio.AbstractServer | None = None
-    tasks: set = field(default_factory=set)
-
-    async def start(self) -> "RawProvider":
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            self.tasks.add(asyncio.current_task())
-            try:
-                self.heads.append(await reader.readuntil(b"\r\n\r\n"))
-                await self.script(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                pass
-            finally:
-                writer.close()
-                self.tasks.discard(asyncio.current_task())
-
-        self.server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-        return self
-
-    @property
-    def port(self) -> int:
-        return self.server.sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def hits(self) -> int:
-        return self.connections
-
-    async def stop(self) -> None:
-        self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def send_bytes(payload: bytes, *, linger: float = 0.0) -> Script:
-    async def script(reader, writer):
-        writer.write(payload)
-        await writer.drain()
-        if linger:
-            await asyncio.sleep(linger)
-    return script
+@pytest.fixture
+async def raw_provider():
+    """make(script) -> a started RawProvider, stopped after the test."""
+    async with each_closed(lambda script: RawProvider(script).start()) as make:
+        yield make
 
 
 @pytest.fixture
-async def raw_provider():
-    made: list[RawProvider] = []
-
-    async def make(script: Script) -> RawProvider:
-        p = await RawProvider(script).start()
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        await p.stop()
+async def session():
+    """A plain aiohttp client session (what egress hands its JWKS caches), closed after the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import gzip
 import zlib
 
 import pytest
-from aiohttp import web
 
 from tests.conftest import base_config
-from tests.fakes import INTERNAL_ISSUER, make_jwt
+from tests.fakes import INTERNAL_ISSUER, FakeProvider, make_jwt
 from tests.hostile.conftest import assert_still_serves, good_upstream, hostile_upstream, read_problem
 
 TOKEN = make_jwt(INTERNAL_ISSUER)
@@ -26,36 +25,16 @@ def gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-class RawBodyProvider:
-    """Records each request's body exactly as it arrived on the wire (no decompression)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[list[str], bytes]] = []
-        self.runner: web.ServerRunner | None = None
-
-    async def start(self) -> "RawBodyProvider":
-        async def record(request: web.BaseRequest) -> web.StreamResponse:
-            self.seen.append((request.headers.getall("Content-Encoding", []), await request.read()))
-            return web.json_response({"ok": True})
-
-        self.runner = web.ServerRunner(web.Server(record, auto_decompress=False), access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 @pytest.fixture
 async def raw_body_provider():
-    provider = await RawBodyProvider().start()
-    yield provider
-    await provider.stop()
+    """A provider that keeps each request's body exactly as it arrived on the wire (no decompression)."""
+    async with FakeProvider(auto_decompress=False) as provider:
+        yield provider
+
+
+def seen(provider: FakeProvider) -> list[tuple[list[str], bytes]]:
+    """(Content-Encoding fields, body as on the wire) of each request the provider got."""
+    return [(r.headers.getall("Content-Encoding", []), r.body) for r in provider.requests]
 
 
 CASES = [
@@ -83,8 +62,8 @@ async def test_compressed_request_body(case, raw_body_provider, proxy, good):
     async with p.session.post(p.url + "/bad/charges", data=body, headers=headers) as resp:
         assert resp.status == status, await resp.read()
         if reason is None:
-            assert raw_body_provider.seen == [(fields, body)]  # re-sent exactly as received
+            assert seen(raw_body_provider) == [(fields, body)]  # re-sent exactly as received
         else:
             assert (await read_problem(resp))["reason"] == reason
-            assert raw_body_provider.seen == []  # nothing was sent
+            assert seen(raw_body_provider) == []  # nothing was sent
     await assert_still_serves(p)

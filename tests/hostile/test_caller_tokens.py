@@ -19,13 +19,8 @@ from tests.identity_fakes import PATTERN, FakeIssuer, b64, hmac_with_public_key,
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-    fake.add_key("e1", "ES256")
-    fake.add_key("d1", "EdDSA")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeIssuer.with_keys(k1="RS256", e1="ES256", d1="EdDSA") as fake:
+        yield fake
 
 
 def settings_for(fake: FakeIssuer, **kw) -> JwtSettings:

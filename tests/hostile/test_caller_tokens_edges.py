@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from egress.config.model import JwtIssuer, JwtSettings
 from egress.errors import CallerUnauthenticated
 from egress.identity.jwt import JwtVerifier
+from tests.fakes import each_closed
 from tests.identity_fakes import PATTERN, FakeIssuer, b64
 
 NOW = 1_760_000_000.0
@@ -21,24 +21,12 @@ LEEWAY = 30.0
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-    fake.add_key("e1", "ES256")
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+    async with FakeIssuer.with_keys(k1="RS256", e1="ES256") as fake:
+        yield fake
 
 
 @pytest.fixture
 async def make(issuer, session):
-    started = []
-
     async def make_verifier(fake=None, **kw) -> JwtVerifier:
         fake = fake or issuer
         kw.setdefault("caller_pattern", PATTERN)
@@ -48,12 +36,10 @@ async def make(issuer, session):
         v = JwtVerifier(JwtSettings(issuers=(JwtIssuer(fake.issuer, ("egress", "egress-2"), jwks_url=fake.jwks_url),),
                                     **kw), clock=clock)
         await v.start(session)
-        started.append(v)
         return v
 
-    yield make_verifier
-    for v in started:
-        await v.close()
+    async with each_closed(make_verifier, close="close") as made:
+        yield made
 
 
 @pytest.fixture
@@ -232,10 +218,7 @@ async def test_other_caller_claim_is_named_in_the_detail(issuer, make):
 
 
 async def test_a_token_without_kid_uses_the_one_key_of_its_issuer(make):
-    single = FakeIssuer()
-    single.add_key("only", "ES256")
-    await single.start()
-    try:
+    async with FakeIssuer.with_keys(only="ES256") as single:
         v = await make(single)
         token = single.token("only", now=NOW)
         head = json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[0] + "=="))
@@ -244,8 +227,6 @@ async def test_a_token_without_kid_uses_the_one_key_of_its_issuer(make):
         no_kid = jwt.encode(claims(), single.keys["only"][0], algorithm="ES256")
         assert (await v.verify("Bearer " + no_kid)).name == "checkout"
         await v.close()
-    finally:
-        await single.stop()
 
 
 async def test_repeated_token_is_served_until_its_key_leaves_the_jwks(issuer, verifier):

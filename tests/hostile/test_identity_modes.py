@@ -18,11 +18,8 @@ from tests.identity_fakes import PATTERN, FakeIssuer
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeIssuer.with_keys(k1="RS256") as fake:
+        yield fake
 
 
 def settings(callers: dict):

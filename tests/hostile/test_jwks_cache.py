@@ -9,12 +9,12 @@ import asyncio
 import json
 import logging
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from egress.config.model import JwtIssuer, JwtSettings
 from egress.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksError, parse_jwks
+from tests.fakes import FakeProvider, each_closed, tls_server
 from tests.identity_fakes import FakeIssuer, new_key, public_jwk
 
 ALGS = ("RS256", "ES256", "EdDSA")
@@ -43,16 +43,19 @@ PARSE = [
 ]
 
 
+def kept(data: bytes, algorithms) -> set | str:
+    """The kids parse_jwks keeps from `data`, or the message of the JwksError it raises."""
+    try:
+        keys, _ = parse_jwks(data, algorithms)
+    except JwksError as exc:
+        return str(exc)
+    return set(keys)
+
+
 @pytest.mark.parametrize("doc,expected", [c[1:] for c in PARSE], ids=[c[0] for c in PARSE])
 def test_parse_jwks(doc, expected):
     data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-    if isinstance(expected, str):
-        with pytest.raises(JwksError) as info:
-            parse_jwks(data, ALGS)
-        assert str(info.value) == expected
-        return
-    keys, _ = parse_jwks(data, ALGS)
-    assert set(keys) == expected
+    assert kept(data, ALGS) == expected
 
 
 def test_fingerprint_names_the_keys_not_their_spelling():
@@ -67,36 +70,23 @@ def test_fingerprint_names_the_keys_not_their_spelling():
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+    async with FakeIssuer.with_keys(k1="RS256") as fake:
+        yield fake
 
 
 @pytest.fixture
 async def cache_for(session):
-    made = []
-
     async def make(fake, *, url=None, start=True, clock=None, on_change=None, sess=session, **kw):
         kw.setdefault("jwks_min_refresh", 10.0)
         issuer_kw = kw.pop("issuer_kw", {})
         cache = JwksCache(JwtIssuer(fake.issuer, ("egress",), jwks_url=url or fake.jwks_url, **issuer_kw),
                           JwtSettings(**kw), **({"clock": clock} if clock else {}), on_change=on_change)
-        made.append(cache)
         if start:
             await cache.start(sess)
         return cache
 
-    yield make
-    for cache in made:
-        await cache.close()
+    async with each_closed(make, close="close") as made:
+        yield made
 
 
 def events(caplog, msg):
@@ -199,7 +189,6 @@ async def test_egress_token_for_the_jwks_endpoint(issuer, cache_for, tmp_path, c
 async def endpoint():
     """A JWKS endpoint answering what the test sets: (status, headers, body, chunked)."""
     state = {}
-    runner = None
 
     async def handler(request):
         status, headers, body, chunked = state["answer"]
@@ -213,12 +202,9 @@ async def endpoint():
         await resp.write_eof()
         return resp
 
-    runner = web.ServerRunner(web.Server(handler), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}/jwks"
-    yield state
-    await runner.cleanup()
+    async with FakeProvider(handler) as fake:
+        state["url"] = fake.url + "/jwks"
+        yield state
 
 
 def padded(doc: dict, size: int) -> bytes:
@@ -272,29 +258,14 @@ async def test_slow_endpoint_is_bounded_by_jwks_timeout(issuer, cache_for):
 
 
 async def test_tls_endpoint_trusted_through_ca_file(tmp_path, cache_for):
-    import ssl
-
-    import trustme
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-
-    async def handler(request):
-        return web.json_response(fake.jwks())
-
-    runner = web.ServerRunner(web.Server(handler), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx).start()
-    url = f"https://127.0.0.1:{runner.addresses[0][1]}/jwks"
-    try:
-        assert set((await cache_for(fake, url=url, issuer_kw={"ca_file": str(tmp_path / "ca.pem")})).keys) == {"k1"}
+    ctx, ca_file = tls_server(tmp_path, "127.0.0.1")
+    fake = FakeIssuer.with_keys(k1="RS256")
+    fake.ssl_context = ctx
+    async with fake:
+        url = fake.jwks_url
+        assert url.startswith("https://127.0.0.1:")
+        assert set((await cache_for(fake, url=url, issuer_kw={"ca_file": str(ca_file)})).keys) == {"k1"}
         assert (await cache_for(fake, url=url)).keys == {}  # not trusted by the system roots
-    finally:
-        await runner.cleanup()
 
 
 async def test_periodic_refresh_and_its_stop(issuer, cache_for):

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import datetime
 import socket
-import ssl
 
 import aiohttp
 import pytest
-import trustme
 from aiohttp import web
 
 from tests.conftest import base_config
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, tls_server
 from tests.hostile.conftest import assert_still_serves, good_upstream, hostile_upstream, read_problem
 
 LOOPBACK_ONLY = ["127.0.0.1/32"]
@@ -32,16 +30,12 @@ def redirect_to(location: str, status: int = 302):
 
 async def trap_on(address: str, port: int = 0) -> FakeProvider:
     """A provider on another loopback address; it must never be reached."""
-    trap = FakeProvider()
-
-    async def record(request):
-        trap.requests.append(request)
+    async def answer(request):
         return web.Response(text="trap")
 
-    trap.runner = web.ServerRunner(web.Server(record), access_log=None)
-    await trap.runner.setup()
-    await web.TCPSite(trap.runner, address, port).start()
-    return trap
+    trap = FakeProvider(answer)
+    trap.host, trap.listen_port = address, port
+    return await trap.start()
 
 
 def loopback2_available() -> bool:
@@ -185,11 +179,7 @@ CERTS = [
 async def test_bad_certificate_is_refused_before_anything_is_sent(case, proxy, good, tmp_path):
     name, kw = case
     kw = dict(kw)
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*kw.pop("identities"), **kw).configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_server(tmp_path, *kw.pop("identities"), **kw)
     fake = await FakeProvider(ssl_context=ctx).start()
     try:
         p = await proxy(base_config([hostile_upstream(f"https://localhost:{fake.port}", tls={"ca_file": str(ca_file)},
@@ -208,11 +198,7 @@ async def test_bad_certificate_is_refused_before_anything_is_sent(case, proxy, g
 
 async def test_https_upstream_redirect_to_plain_http_is_refused(proxy, good, tmp_path):
     """Following a 307 from https to http would replay the request (body included) in clear text."""
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_server(tmp_path, "localhost")
     plain = await FakeProvider().start()
     tls = await FakeProvider(redirect_to(f"http://localhost:{plain.port}/v1/x", 307), ssl_context=ctx).start()
     try:

@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from tests.conftest import base_config
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, tls_server
 from tests.hostile.conftest import (
     MiB,
     assert_still_serves,
@@ -270,15 +270,7 @@ async def test_set_cookie_and_injected_headers_never_reach_the_caller(script, ra
 
 async def test_bomb_with_a_tls_provider_is_still_bounded(good, proxy, tmp_path):
     """The same bound holds when egress originates TLS (decoding happens after the TLS layer)."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_server(tmp_path, "localhost")
     fake = await FakeProvider(bomb_handler("gzip", 31), ssl_context=ctx).start()
     try:
         seen = []

@@ -15,12 +15,8 @@ from tests.identity_fakes import PATTERN, FakeIssuer
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "RS256")
-    fake.add_key("e1", "ES256")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeIssuer.with_keys(k1="RS256", e1="ES256") as fake:
+        yield fake
 
 
 def jwt_config(fake: FakeIssuer, upstream: dict, **jwt_over) -> dict:

@@ -4,14 +4,13 @@ import asyncio
 import json
 import shutil
 import signal
-import ssl
 
 import pytest
 import requests
 import trustme
 from aiohttp import web
 
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, tls_server
 from tests.process import EgressProcess
 
 CREDENTIAL = "Bearer partner-cred-e2e-MARKER"
@@ -19,12 +18,7 @@ CREDENTIAL = "Bearer partner-cred-e2e-MARKER"
 
 @pytest.fixture
 async def tls_provider(tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    ctx, ca_file = tls_server(tmp_path, "localhost", "127.0.0.1")
 
     async def handler(request):
         if request.path == "/v1/slow":

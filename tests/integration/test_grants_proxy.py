@@ -66,11 +66,8 @@ async def test_inventory_shows_granted_vs_used(provider, proxy, tmp_path):
 
 @pytest.fixture
 async def issuer():
-    fake = FakeIssuer()
-    fake.add_key("k1", "ES256")
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeIssuer.with_keys(k1="ES256") as fake:
+        yield fake
 
 
 SCOPES = [

@@ -9,6 +9,7 @@ import pytest
 
 from egress.store.buckets import BucketSpec, BucketTable
 from egress.store.redis import RedisStore
+from tests.fakes import each_closed
 from tests.redis_server import REDIS_SERVER, SKIP_REASON
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
@@ -16,19 +17,15 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
 
 @pytest.fixture
 async def stores(redis_server):
-    started: list[RedisStore] = []
-
     async def start(name: str) -> RedisStore:
         store = RedisStore(redis_server.url, instance_id=name, socket_timeout=0.5, backoff=0.05,
                            max_backoff=0.3, ping_interval=0.2)
         store.keyspace("hold", lambda *a: None, None)
         await store.start()
-        started.append(store)
         return store
 
-    yield start
-    for store in started:
-        await store.stop()
+    async with each_closed(start) as make:
+        yield make
 
 
 # id, buckets (rate, burst), number of takes: the refill over the test's few ms is negligible

@@ -13,7 +13,7 @@ import trustme
 
 from tests.conftest import base_config
 from tests.fake_idp import CLIENT_ID, FakeIdP, partner_accepting
-from tests.fakes import FakeProvider
+from tests.fakes import each_closed
 
 SECRET = "client-secret-MARKER-0123456789"
 
@@ -32,32 +32,19 @@ def ca_file(ca, tmp_path):
 
 @pytest.fixture
 async def idp_factory(ca):
-    started = []
-
-    async def make(host="127.0.0.1", **kw) -> FakeIdP:
+    async def start(host="127.0.0.1", **kw) -> FakeIdP:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(host).configure_cert(ctx)
-        idp = await FakeIdP(SECRET, host=host, ssl_context=ctx, **kw).start()
-        started.append(idp)
-        return idp
+        return await FakeIdP(SECRET, host=host, ssl_context=ctx, **kw).start()
 
-    yield make
-    for idp in started:
-        await idp.stop()
+    async with each_closed(start) as make:
+        yield make
 
 
 @pytest.fixture
-async def partner_factory():
-    started = []
-
-    async def make(handler) -> FakeProvider:
-        p = await FakeProvider(handler).start()
-        started.append(p)
-        return p
-
-    yield make
-    for p in started:
-        await p.stop()
+def partner_factory(provider):
+    """make(handler) -> a started FakeProvider (tests/conftest.py's `provider`)."""
+    return provider
 
 
 def doc_for(partner, idp_url, ca_file, **oauth):

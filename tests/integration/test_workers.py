@@ -36,6 +36,22 @@ def wait_ready(admin_url: str, timeout: float = 20) -> dict:
     raise AssertionError("not ready")
 
 
+def serve_and_stop(cmd: list[str], cwd: Path, port: int, admin: int) -> tuple[dict, int, str]:
+    """Run `egress serve` as `cmd` in `cwd` (output to cwd/serve.log); once /readyz answers,
+    check that it refuses an unknown destination (403 destination_not_allowed), then SIGTERM it.
+    Returns (what /readyz said, the exit code, the log)."""
+    with open(cwd / "serve.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            ready = wait_ready(f"http://127.0.0.1:{admin}")
+            resp = requests.get(f"http://127.0.0.1:{port}/nowhere", headers={"X-Egress-Caller": "a"}, timeout=5)
+            assert resp.status_code == 403 and resp.json()["reason"] == "destination_not_allowed"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+    return ready, code, (cwd / "serve.log").read_text()
+
+
 def counter(text: str, outcome: str) -> float:
     total = 0.0
     for m in re.finditer(r'^egress_requests_total\{(.*)\} (\S+)$', text, re.M):
@@ -107,19 +123,9 @@ def test_start_up_does_not_depend_on_the_working_directory(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n"
                    "upstreams: [{name: pay, url: 'https://pay.example/v1', callers: ['*']}]\n")
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([str(EGRESS), "serve", "--config", str(cfg), "--workers", "2"], cwd=tmp_path,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        ready = wait_ready(f"http://127.0.0.1:{admin}")
-        assert ready["workers"] == 2
-        resp = requests.get(f"http://127.0.0.1:{port}/nowhere", headers={"X-Egress-Caller": "a"}, timeout=5)
-        assert resp.status_code == 403 and resp.json()["reason"] == "destination_not_allowed"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(20)
-        log.close()
-    text = (tmp_path / "serve.log").read_text()
+    ready, code, text = serve_and_stop([str(EGRESS), "serve", "--config", str(cfg), "--workers", "2"], tmp_path,
+                                       port, admin)
+    assert ready["workers"] == 2
     assert code == 0 and "Traceback" not in text and "FileNotFoundError" not in text
 
 

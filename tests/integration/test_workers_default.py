@@ -6,14 +6,11 @@ admin port: a forked set says how many workers answered `/readyz`, a single proc
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 
 import pytest
-import requests
 
-from tests.integration.test_workers import wait_ready
+from tests.integration.test_workers import serve_and_stop
 from tests.process import free_port
 
 AFFINITY = len(os.sched_getaffinity(0))
@@ -33,16 +30,7 @@ def test_default_workers_follow_the_cpu_affinity(case, tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n"
                    "upstreams: [{name: pay, url: 'https://pay.example/v1', callers: ['*']}]\n")
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([*prefix, sys.executable, "-m", "egress", "serve", "--config", str(cfg)],
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        ready = wait_ready(f"http://127.0.0.1:{admin}")
-        assert ready.get("workers") == workers, ready
-        resp = requests.get(f"http://127.0.0.1:{port}/nowhere", headers={"X-Egress-Caller": "a"}, timeout=5)
-        assert resp.status_code == 403 and resp.json()["reason"] == "destination_not_allowed"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(20)
-        log.close()
-    assert code == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    ready, code, log = serve_and_stop([*prefix, sys.executable, "-m", "egress", "serve", "--config", str(cfg)],
+                                      tmp_path, port, admin)
+    assert ready.get("workers") == workers, ready
+    assert code == 0, log[-2000:]

@@ -22,48 +22,31 @@ from multidict import CIMultiDict
 from egress.config import settings_from_dict
 from egress.errors import AddressBlocked, ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.client import UpstreamClient
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, RawProvider, each_closed, send_bytes
 
 
 @pytest.fixture
 async def client():
-    made = []
-
     async def make(url: str, tmp_path: Path = Path("."), **over) -> UpstreamClient:
         doc = {"name": "pay", "url": url, "allow_private_addresses": ["127.0.0.1/32"], **over}
         up = settings_from_dict({"upstreams": [doc]}, base_dir=tmp_path, environ={}).upstreams[0]
         c = UpstreamClient(up)
         await c.start()
-        made.append(c)
         return c
 
-    yield make
-    for c in made:
-        await c.close()
+    async with each_closed(make, close="close") as made:
+        yield made
 
 
 @pytest.fixture
 async def raw():
-    """A server that answers every request with the given bytes (then closes)."""
-    servers = []
+    """url(answer, close=) of a server that answers every request with the given bytes (then
+    closes, or with close=False holds the connection open for 5 s)."""
+    async with each_closed(lambda script: RawProvider(script).start()) as make:
+        async def url(answer: bytes, *, close: bool = True) -> str:
+            return (await make(send_bytes(answer, linger=0.0 if close else 5.0))).url
 
-    async def make(answer: bytes, *, close: bool = True) -> str:
-        async def handle(reader, writer):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
-            await writer.drain()
-            if close:
-                writer.close()
-            else:
-                await asyncio.sleep(5)
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield make
-    for s in servers:
-        s.close()
-        await s.wait_closed()
+        yield url
 
 
 async def get(c: UpstreamClient, target="/x", timeout=5.0, **kw):
@@ -72,12 +55,14 @@ async def get(c: UpstreamClient, target="/x", timeout=5.0, **kw):
 
 # ------------------------------------------------------------------ what the provider sees
 
-async def test_the_provider_sees_no_user_agent_and_no_cookie_back(provider, client):
-    async def set_cookie(request):
-        resp = web.json_response({"ok": True})
-        resp.set_cookie("session", "abc")
-        return resp
+async def set_cookie(request: web.BaseRequest) -> web.Response:
+    """A provider that sets a cookie on every answer."""
+    resp = web.json_response({"ok": True})
+    resp.set_cookie("session", "abc")
+    return resp
 
+
+async def test_the_provider_sees_no_user_agent_and_no_cookie_back(provider, client):
     fake = await provider(set_cookie)
     c = await client(fake.url)
     await get(c)
@@ -449,11 +434,6 @@ async def test_the_target_is_requested_exactly_as_given(provider, client):
 
 
 async def test_no_cookie_jar_even_for_a_named_host(provider, client):
-    async def set_cookie(request):
-        resp = web.json_response({"ok": True})
-        resp.set_cookie("session", "abc")
-        return resp
-
     fake = await provider(set_cookie)
     c = await client(f"http://localhost:{fake.port}", allow_private_addresses=True)
     await get(c)

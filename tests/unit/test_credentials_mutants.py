@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from multidict import CIMultiDict
 
 import egress.credentials as credentials_module
@@ -25,7 +24,8 @@ from egress.credentials import Credentials, inject
 from egress.credentials.file import FileValue
 from egress.errors import CredentialUnavailable
 from egress.exchange import Exchange
-from tests.fakes import FakeProvider
+from tests.fake_idp import ScriptedIdP
+from tests.fakes import tls_server
 
 PARTNER = "partner-value-MARKER"
 
@@ -38,17 +38,11 @@ class Clock:
         return self.t
 
 
-async def issue(request: web.BaseRequest) -> web.StreamResponse:
-    issue.n += 1
-    return web.json_response({"access_token": f"tok-{issue.n}", "expires_in": 60})
-
-
 @pytest.fixture
 async def idp():
-    issue.n = 0
-    fake = await FakeProvider(issue).start()
-    yield fake
-    await fake.stop()
+    """A token endpoint issuing tok-1, tok-2, ... valid 60 s (tests/fake_idp.ScriptedIdP)."""
+    async with ScriptedIdP() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -67,7 +61,7 @@ def upstream(credential: dict | None, tmp_path: Path = Path("."), **over):
 
 def oauth(idp, **kw) -> dict:
     return {"header": "Authorization",
-            "oauth2": {"token_url": idp.url + "/token", "client_id": "c", "client_secret": "${V}", **kw}}
+            "oauth2": {"token_url": idp.url, "client_id": "c", "client_secret": "${V}", **kw}}
 
 
 def events(ex: Exchange) -> list[tuple]:
@@ -156,18 +150,10 @@ RELOADS = [  # id, what the reload changes, whether the cached token survives it
 
 @pytest.fixture
 async def tls_idp(tmp_path):
-    import ssl
-
-    import trustme
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    for name in ("ca.pem", "ca2.pem"):
-        ca.cert_pem.write_to_path(str(tmp_path / name))
-    issue.n = 0
-    fake = await FakeProvider(issue, ssl_context=ctx).start()
-    yield fake
-    await fake.stop()
+    ctx, ca_file = tls_server(tmp_path, "127.0.0.1")
+    (tmp_path / "ca2.pem").write_bytes(ca_file.read_bytes())  # the same CA under a second name
+    async with ScriptedIdP(ssl_context=ctx) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize("change, kept", [c[1:] for c in RELOADS], ids=[c[0] for c in RELOADS])

@@ -15,12 +15,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from egress.config import settings_from_dict
 from egress.credentials.oauth2 import TokenError, TokenSource, parse_token_answer, token_endpoint
 from egress.errors import CredentialUnavailable
-from tests.fakes import FakeProvider
+from tests.fake_idp import ScriptedIdP
 
 SECRET = "client-secret-MARKER"
 T0 = 1000.0
@@ -34,38 +33,11 @@ class Clock:
         return self.t
 
 
-class IdP:
-    """A token endpoint: answers `status` / `doc` (or `raw`), after `delay`; numbers its tokens."""
-
-    def __init__(self) -> None:
-        self.status, self.doc, self.raw, self.delay, self.n = 200, {"expires_in": 60}, None, 0.0, 0
-        self.fake = FakeProvider(self.answer)
-        self.peers: list = []
-
-    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.peers.append(request.transport.get_extra_info("peername"))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.raw is not None:
-            return web.Response(status=self.status, body=self.raw, headers={"Location": "/elsewhere"})
-        self.n += 1
-        return web.json_response({"access_token": f"tok-{self.n}", **self.doc}, status=self.status)
-
-    @property
-    def hits(self) -> int:
-        return self.fake.hits
-
-    @property
-    def url(self) -> str:
-        return self.fake.url + "/oauth/token"
-
-
 @pytest.fixture
 async def idp():
-    i = IdP()
-    await i.fake.start()
-    yield i
-    await i.fake.stop()
+    """A token endpoint answering what each test sets (tests/fake_idp.ScriptedIdP)."""
+    async with ScriptedIdP() as i:
+        yield i
 
 
 def upstream(token_url: str, tmp_path: Path | None = None, secret: str = SECRET, over: dict | None = None,
@@ -323,7 +295,7 @@ async def test_the_token_request(idp, sources, oauth, form, basic):
     from urllib.parse import parse_qs
     source = sources(upstream(idp.url + "?tenant=a", **oauth), Clock())
     assert await source.token() == "tok-1"
-    seen = idp.fake.requests[0]
+    seen = idp.requests[0]
     assert (seen.method, seen.path_qs) == ("POST", "/oauth/token?tenant=a")
     assert seen.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert seen.headers["Accept"] == "application/json"
@@ -381,7 +353,7 @@ async def test_the_client_secret_file_is_what_is_presented(idp, sources, tmp_pat
     secret.write_text("from-the-file\n")
     source = sources(upstream(idp.url, tmp_path, client_secret_file=str(secret)), Clock())
     await source.token()
-    auth = idp.fake.requests[0].headers["Authorization"]
+    auth = idp.requests[0].headers["Authorization"]
     assert base64.b64decode(auth[6:]).decode() == "egress-client:from-the-file"
 
 
@@ -419,7 +391,7 @@ async def test_the_token_endpoint_never_follows_the_upstreams_redirects(idp, sou
 async def test_a_secret_with_reserved_characters_is_form_urlencoded_in_basic(idp, sources):
     source = sources(upstream(idp.url, secret="a/b:c%d"), Clock())
     await source.token()
-    auth = idp.fake.requests[0].headers["Authorization"]
+    auth = idp.requests[0].headers["Authorization"]
     assert base64.b64decode(auth[6:]).decode() == "egress-client:a%2Fb%3Ac%25d"
 
 

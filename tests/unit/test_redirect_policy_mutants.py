@@ -16,7 +16,7 @@ from aiohttp import web
 from egress.config import settings_from_dict
 from egress.errors import RedirectBlocked
 from egress.send.client import UpstreamClient, allowed_origins, is_redirect, split_host_port
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, each_closed
 
 ENTRIES = [  # id, allow_hosts entry, (host, port) or ("", None) when malformed
     ("host", "api.example", ("api.example", None)),
@@ -104,20 +104,16 @@ async def hops():
 
 @pytest.fixture
 async def client():
-    made = []
-
     async def make(url: str, **over) -> UpstreamClient:
         doc = {"name": "pay", "url": url, "allow_private_addresses": ["127.0.0.1/32"],
                "credential": {"header": "X-Api-Key", "value": "${K}"}, **over}
         up = settings_from_dict({"upstreams": [doc]}, base_dir=Path("."), environ={"K": "partner-key"}).upstreams[0]
         c = UpstreamClient(up)
         await c.start()
-        made.append(c)
         return c
 
-    yield make
-    for c in made:
-        await c.close()
+    async with each_closed(make, close="close") as made:
+        yield made
 
 
 def with_key():

@@ -17,7 +17,7 @@ from egress import app as egress_app
 from egress.config import settings_from_dict
 from egress.observe.logs import JsonFormatter
 from egress.observe.observe import Observability
-from tests.fakes import FakeProvider
+from tests.fakes import Served
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -55,17 +55,9 @@ def contracts_dir(tmp_path):
 
 
 @pytest.fixture
-async def providers():
-    started = []
-
-    async def make(handler) -> FakeProvider:
-        p = await FakeProvider(handler).start()
-        started.append(p)
-        return p
-
-    yield make
-    for p in started:
-        await p.stop()
+def providers(provider):
+    """make(handler) -> a started FakeProvider (tests/conftest.py's `provider`)."""
+    return provider
 
 
 @pytest.fixture
@@ -90,12 +82,20 @@ async def egress(contracts_dir):
         await proxy.running.drain(0.5)  # also shuts obs down
 
 
-class OtlpReceiver:
+class OtlpReceiver(Served):
     """POST /v1/traces: ExportTraceServiceRequest bodies, decoded and kept."""
 
     def __init__(self) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self.headers: list[dict] = []
+
+    async def start(self) -> "OtlpReceiver":
+        await self.serve(self.handle, post="/v1/traces")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     async def handle(self, request: web.Request) -> web.Response:
         msg = ExportTraceServiceRequest()
@@ -114,15 +114,8 @@ class OtlpReceiver:
 
 @pytest.fixture
 async def otlp_receiver():
-    receiver = OtlpReceiver()
-    app = web.Application()
-    app.router.add_post("/v1/traces", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield receiver
-    await runner.cleanup()
+    async with OtlpReceiver() as receiver:
+        yield receiver
 
 
 class Captured(logging.Handler):

@@ -192,25 +192,12 @@ CANCELLED = [
 async def test_cancellation_is_not_counted(before, state, failures):
     clock, _, breaker, _ = make()
     await run_all(breaker, clock, [503] * before)
-    started = asyncio.Event()
-
-    async def attempt(n):
-        started.set()
-        await asyncio.sleep(3600)
-    task = asyncio.create_task(call_with_resilience(
-        attempt, method="GET", idempotency_key=False, retry=ONE_ATTEMPT, breaker=breaker,
-        budget=RetryBudget(0.2, clock=clock), deadline=clock() + 10, clock=clock, sleep=clock.sleep))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_a_hanging_attempt(breaker, clock)
     assert (breaker.state, breaker.failures) == (state, failures)
 
 
-async def test_cancelled_probe_frees_the_half_open_slot():
-    clock, _, breaker, _ = make()
-    await run_all(breaker, clock, [503] * 5)
-    clock.advance(30)
+async def cancel_a_hanging_attempt(breaker, clock):
+    """One exchange whose attempt hangs until the caller's task is cancelled."""
     started = asyncio.Event()
 
     async def hang(n):
@@ -223,6 +210,13 @@ async def test_cancelled_probe_frees_the_half_open_slot():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_cancelled_probe_frees_the_half_open_slot():
+    clock, _, breaker, _ = make()
+    await run_all(breaker, clock, [503] * 5)
+    clock.advance(30)
+    await cancel_a_hanging_attempt(breaker, clock)
     assert breaker.state == "half_open"
     assert (await call(breaker, clock, 200)).status == 200      # the next caller is the probe
     assert breaker.state == "closed"

@@ -314,10 +314,10 @@ async def test_close_drops_the_connection_mid_stream_and_for_good(opened):
     stream_gen = o.stream.chunks()
     assert await stream_gen.__anext__() == b"x"
     o.stream.close()
-    o.stream.release()  # after close: nothing goes back to the pool
     assert o.stream.closed
     settle_unended(o.stream)  # closed by its reader, who settles it: nothing counted here
     assert told == []
+    o.stream.release()  # after close: nothing goes back to the pool
     await stream_gen.aclose()
     for _ in range(50):
         if script.closed_at is not None:

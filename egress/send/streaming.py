@@ -13,8 +13,11 @@ headers, by `timeout.stream`.  Wire bytes count against `max_response_bytes` (th
 decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
 chunk in hand (while `keep_wire` is a list, each wire chunk is also appended to it, for a
 caller that may still answer the body whole; a coded chunk is decoded in SLICE-sized pieces, so
-one chunk's output is bounded by what SLICE bytes inflate to).  aiohttp's errors are translated here: UpstreamTimeout (`extra['bound']` says which),
-ResponseTooLarge, UnexpectedContentEncoding, UpstreamUnavailable (the provider dropped the stream).
+one chunk's output is bounded by what SLICE bytes inflate to; a reader keeping wire bytes also
+gets the b"" of a slice that decoded to nothing).  aiohttp's errors are translated here:
+UpstreamTimeout (`extra['bound']` says which: first_byte, idle or stream; at a tie, idle),
+ResponseTooLarge, UnexpectedContentEncoding (also at the end of a cut coded body),
+UpstreamUnavailable (the provider dropped the stream).
 """
 
 from __future__ import annotations
@@ -81,10 +84,7 @@ class UpstreamStream:
             except (aiohttp.ClientError, ConnectionError) as exc:
                 raise UpstreamUnavailable(f"{up.name} dropped the stream mid-body") from exc
             if not chunk:  # readany() returns b"" only at the end of the body
-                tail = self._decoder.finish()
-                if tail:
-                    self.decoded_bytes += len(tail)
-                    yield tail
+                self._decoder.finish()  # nothing left to yield (feed gave all); refuses a cut or bad coding
                 return
             if self.first_byte_at is None:
                 self.first_byte_at = self._clock()

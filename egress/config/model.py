@@ -27,7 +27,7 @@ class Timeout:
     connect: float = 2.0
     total: float = 10.0
     idle: float = 30.0  # longest gap between chunks of a streamed body
-    stream: float = 600.0  # longest streamed body, first byte to last
+    stream: float = 600.0  # longest streamed body, from its response headers to its last byte
 
 
 @dataclass(frozen=True)

@@ -92,19 +92,32 @@ def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...
                 runs.append(res)
                 say(f"ablation round {r + 1}/{plan.rounds} {t:12s} {body:6s} {res['rps']:8.0f} req/s "
                     f"{res['cpu_us']:.0f} us CPU/req (others {res['others_cores']:.2f} cores)")
+    return {"runs": runs, "summary": summarize(runs, bodies)}
+
+
+DIFFERENCES = {"observers_out": ("egress", "egress-quiet"), "features": ("egress-quiet", "egress-bare"),
+               "pipeline": ("egress-bare", "forwarder")}
+
+
+def summarize(runs: list[dict], bodies) -> dict:
+    """Per body: each target's median CPU µs/request, and each subtraction as the median of its
+    per-round differences (the rows of one round ran minutes apart at most: the machine's drift
+    between rounds cancels out of a paired difference, not out of a difference of medians)."""
     summary = {}
     for body in bodies:
-        row = {t: statistics.median(x["cpu_us"] for x in runs if x["target"] == t and x["body"] == body)
-               for t in TARGETS}
-        row["observers_out"] = row["egress"] - row["egress-quiet"]
-        row["features"] = row["egress-quiet"] - row["egress-bare"]
-        row["pipeline"] = row["egress-bare"] - row["forwarder"]
+        mine = [x for x in runs if x["body"] == body]
+        cpu = {(x["round"], x["target"]): x["cpu_us"] for x in mine}
+        rounds = sorted({x["round"] for x in mine})
+        row = {t: statistics.median(cpu[r, t] for r in rounds) for t in TARGETS}
+        for key, (a, b) in DIFFERENCES.items():
+            row[key] = statistics.median(cpu[r, a] - cpu[r, b] for r in rounds)
         summary[body] = row
-    return {"runs": runs, "summary": summary}
+    return summary
 
 
 def render(result: dict, labels: dict[str, str], parse_validate: dict[str, float]) -> list[str]:
-    lines = ["| where egress's CPU goes (same run, CPU µs/request, median of rounds) | "
+    lines = ["| where egress's CPU goes (same run, CPU µs/request; rows: median of rounds, subtractions: "
+             "median of the per-round differences) | "
              + " | ".join(labels[b] for b in result["summary"]) + " |",
              "| --- |" + " --: |" * len(result["summary"])]
     rows = [("forwarder (aiohttp server + client, no checks)", "forwarder"),

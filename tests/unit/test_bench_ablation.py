@@ -44,3 +44,14 @@ def test_subtractions_and_table():
 
 def test_ablation_is_part_of_the_full_run():
     assert "ablation" in bench.ALL_SCENARIOS.split(",")
+
+
+def test_subtractions_are_paired_per_round():
+    # round 1 ran on a slower machine: every row +100; the paired differences do not move
+    cpu = {0: {"forwarder": 150, "egress-bare": 350, "egress-quiet": 360, "egress": 430},
+           1: {"forwarder": 250, "egress-bare": 450, "egress-quiet": 460, "egress": 530},
+           2: {"forwarder": 160, "egress-bare": 370, "egress-quiet": 360, "egress": 440}}
+    runs = [{"round": r, "target": t, "body": "charge", "cpu_us": us} for r, row in cpu.items() for t, us in row.items()]
+    row = ablation.summarize(runs, ("charge",))["charge"]
+    assert (row["forwarder"], row["egress"]) == (160, 440)
+    assert (row["pipeline"], row["features"], row["observers_out"]) == (200, 10, 70)

@@ -35,15 +35,19 @@ def main(argv: list[str]) -> int:
     score = 100.0 * killed / decided if decided else 0.0
     unchecked = [n for n, s in statuses.items() if s not in ("killed", "survived", "no tests", "timeout")]
     unexplained = [n for n in survived + untested if n not in explained]
-    # listed as equivalent, yet a test killed it in this run: the row is stale (delete it)
-    stale = sorted(n for n in explained if statuses.get(n) in ("killed", "timeout"))
+    # listed as equivalent, yet a test killed it in this run, or it names no mutant of a file this
+    # run mutated (its function was renamed or removed): the row is stale (delete it)
+    modules = tuple(f.removesuffix(".py").removesuffix("/__init__").replace("/", ".") + ".x" for f in files)
+    stale = sorted(n for n in explained if statuses.get(n) in ("killed", "timeout")
+                   or (n not in statuses and n.startswith(modules)))
     out = [f"# Mutation report ({len(statuses)} mutants, {seconds} s)", "",
            f"Files: {', '.join(files)}", "",
            f"Score: **{score:.1f}%** killed ({killed} killed, {len(survived)} survived, {len(untested)} with no test, "
            f"{counts.get('timeout', 0)} timeouts, {counts.get('suspicious', 0)} suspicious)", "",
            f"Surviving or untested, explained in tests/MUTANTS.md: {len(survived) + len(untested) - len(unexplained)}; "
            f"**unexplained: {len(unexplained)}**", "",
-           f"Listed in tests/MUTANTS.md but killed in this run (stale rows, delete them): {len(stale)}"
+           f"Listed in tests/MUTANTS.md but killed in this run, or no such mutant (stale rows, delete them): "
+           f"{len(stale)}"
            + "".join(f"\n- `{n}`" for n in stale), ""]
     for name in survived + untested:
         mark = f"explained: {explained[name]}" if name in explained else "UNEXPLAINED"

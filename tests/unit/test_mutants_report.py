@@ -19,10 +19,23 @@ CASES = [
     ("not-checked", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_5: not checked\n", 1, "not decided"),
     ("nothing-tested", "", 2, "no mutant was tested"),
     ("listed-but-killed-is-stale", "m.x_f__mutmut_1: killed\nm.x_f__mutmut_2: killed\n", 0,
-     "(stale rows, delete them): 1\n- `m.x_f__mutmut_2`"),
-    ("listed-and-surviving-is-not-stale", "m.x_f__mutmut_2: survived\n", 0, "(stale rows, delete them): 0"),
-    ("listed-but-not-in-this-run-is-not-stale", "m.x_f__mutmut_1: killed\n", 0, "(stale rows, delete them): 0"),
+     "or no such mutant (stale rows, delete them): 1\n- `m.x_f__mutmut_2`"),
+    ("listed-and-surviving-is-not-stale", "m.x_f__mutmut_2: survived\n", 0, "or no such mutant (stale rows, delete them): 0"),
+    ("listed-but-absent-from-its-files-run-is-stale", "m.x_f__mutmut_1: killed\n", 0,
+     "or no such mutant (stale rows, delete them): 1\n- `m.x_f__mutmut_2`"),
 ]
+
+ORPHAN_TABLE = TABLE + "| `m.x_gone__mutmut_1` | message: a renamed function |\n| `other.x_g__mutmut_1` | label |\n"
+
+
+def test_a_row_naming_no_mutant_of_a_mutated_file_is_stale(tmp_path):
+    (tmp_path / "results").write_text("m.x_f__mutmut_2: survived\n")
+    (tmp_path / "MUTANTS.md").write_text(ORPHAN_TABLE)
+    done = subprocess.run([sys.executable, str(SCRIPT), "results", "MUTANTS.md", "report.md", "1", "m.py"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # m.py was mutated and has no x_gone: stale; other.py was not mutated: its row is not judged
+    assert "(stale rows, delete them): 1\n- `m.x_gone__mutmut_1`" in done.stdout
 
 
 @pytest.mark.parametrize(("results", "rc", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -2,7 +2,7 @@
 
     bench/run --only ablation        (also part of the full run, after throughput)
 
-Four one-process proxies pinned to the same CPU, measured round-robin (wrk -t1 -c32, the
+Five one-process proxies pinned to the same CPU, measured round-robin (wrk -t1 -c32, the
 throughput scenario's duration and rounds), each row its own CPU µs per request (/proc):
 
   forwarder     bench/forwarder.py (no checks at all)
@@ -14,12 +14,20 @@ throughput scenario's duration and rounds), each row its own CPU µs per request
   egress-bare   egress with nothing configured but the upstream: no contract (the body is
                 relayed unvalidated), the default caller header, the default sanitizing only, no
                 credential, default retries and breaker, log warning, no traces
+  flat          bench/flat.py on egress-quiet's configuration: the same checks (egress's own
+                Router, Identity, Sanitizer, credential, Contract.match and Operation.check) in one
+                flat coroutine over plain aiohttp, with no stage structure, no retry loop, breaker,
+                limits, metrics or exchange record: what the promised checks cost without egress's
+                scaffolding, so what no rearrangement of that scaffolding can go below
 
 Subtractions (same run, same CPU): egress - egress-quiet = access log + sampled spans;
 egress-quiet - egress-bare = caller identity, sanitizing lists, credential injection and the
 contract check (parse + validate, of which the floor's parse+validate is the part any validating
 proxy pays); egress-bare - forwarder = what the pipeline itself costs on top of aiohttp (routing,
-the exchange record, resilience wrapper, the pass-through decision, response headers, metrics).
+the exchange record, resilience wrapper, the pass-through decision, response headers, metrics);
+egress-quiet - flat = the scaffolding around the same checks (stages, resilience, limits,
+metrics, inventory, baselines, the exchange record, problem answers); flat / floor = how close
+to the floor the checks alone, on aiohttp, can come.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import fixtures
 import loads
 from procs import cpu_seconds, free_port, wait_http
 
-TARGETS = ("forwarder", "egress", "egress-quiet", "egress-bare")
+TARGETS = ("forwarder", "egress", "egress-quiet", "egress-bare", "flat")
+HERE = Path(__file__).resolve().parent
 
 
 def bare_config(path: Path, *, port: int, admin_port: int, provider_port: int) -> Path:
@@ -52,19 +61,23 @@ def quiet_env(env: dict) -> dict:
 
 
 def start(bench, egress_bin: Path) -> None:
-    """Start egress-quiet and egress-bare (the others are the throughput scenario's)."""
+    """Start egress-quiet, egress-bare and flat (the others are the throughput scenario's)."""
     base_env = bench.egress_env(bench.otlp_port)
-    for name in ("egress-quiet", "egress-bare"):
+    for name in ("egress-quiet", "egress-bare", "flat"):
         port, aport = free_port(), free_port()
         cfg_path = bench.work / f"{name}.yaml"
-        if name == "egress-quiet":
+        if name in ("egress-quiet", "flat"):  # flat does the same checks on the same configuration
             cfg = fixtures.egress_config(cfg_path, port=port, admin_port=aport, provider_port=bench.provider_port,
                                          violations_upstream=False)
         else:
             cfg = bare_config(cfg_path, port=port, admin_port=aport, provider_port=bench.provider_port)
-        p = bench.procs.start(name, [str(egress_bin), "serve", "--config", str(cfg), "--workers", "1"],
-                              cpus=bench.cpus("proxy"), env=quiet_env(base_env))
-        wait_http(f"http://127.0.0.1:{aport}/healthz", 60, p)
+        if name == "flat":  # the python of egress's own venv, beside egress_bin
+            argv = [str(egress_bin.parent / "python"), str(HERE / "flat.py"), str(port), str(cfg)]
+        else:
+            argv = [str(egress_bin), "serve", "--config", str(cfg), "--workers", "1"]
+        p = bench.procs.start(name, argv, cpus=bench.cpus("proxy"), env=quiet_env(base_env))
+        if name != "flat":  # flat has no admin listener
+            wait_http(f"http://127.0.0.1:{aport}/healthz", 60, p)
         wait_http(f"http://127.0.0.1:{port}/pay/charges/ch_ok", 20, p)
         bench.targets[name] = f"http://127.0.0.1:{port}/pay"
         bench.pids[name] = p.pid
@@ -73,6 +86,7 @@ def start(bench, egress_bin: Path) -> None:
 def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...], say) -> dict:
     if "egress-bare" not in bench.targets:
         start(bench, egress_bin)
+        check_flat(bench.targets["flat"], headers)
     plan, runs = bench.plan, []
     for body in bodies:
         for t in TARGETS:
@@ -96,7 +110,8 @@ def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...
 
 
 DIFFERENCES = {"observers_out": ("egress", "egress-quiet"), "features": ("egress-quiet", "egress-bare"),
-               "pipeline": ("egress-bare", "forwarder")}
+               "pipeline": ("egress-bare", "forwarder"), "scaffolding": ("egress-quiet", "flat"),
+               "checks_flat": ("flat", "forwarder")}
 
 
 def summarize(runs: list[dict], bodies) -> dict:
@@ -126,10 +141,34 @@ def render(result: dict, labels: dict[str, str], parse_validate: dict[str, float
             ("egress: the full configuration as in the throughput rows", "egress"),
             ("= the pipeline itself (bare - forwarder)", "pipeline"),
             ("= identity, sanitizing lists, credential, contract check (quiet - bare)", "features"),
-            ("= access log + 10 % sampled spans exported (egress - quiet)", "observers_out")]
+            ("= access log + 10 % sampled spans exported (egress - quiet)", "observers_out"),
+            ("flat: the same checks in one coroutine over plain aiohttp (bench/flat.py)", "flat"),
+            ("= the checks on plain aiohttp (flat - forwarder)", "checks_flat"),
+            ("= egress's scaffolding around the same checks (quiet - flat)", "scaffolding")]
+    summaries = result["summary"]
     for label, key in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{s[key]:.0f}" for s in result["summary"].values()) + " |")
+        if all(key in s for s in summaries.values()):  # a run from before flat existed has no flat rows
+            lines.append(f"| {label} | " + " | ".join(f"{s[key]:.0f}" for s in summaries.values()) + " |")
     if parse_validate:
         lines.append("| (of the features: orjson parse + jsonschema-rs validate, in-process) | "
-                     + " | ".join(f"{parse_validate.get(b, float('nan')):.0f}" for b in result["summary"]) + " |")
+                     + " | ".join(f"{parse_validate.get(b, float('nan')):.0f}" for b in summaries) + " |")
+        for label, key in (("flat", "flat"), ("egress-quiet", "egress-quiet")):
+            if all(key in s for s in summaries.values()):
+                lines.append(f"| {label} / floor (forwarder + that parse and validate) | " + " | ".join(
+                    f"{s[key] / (s['forwarder'] + parse_validate[b]):.2f}x" if b in parse_validate else "n/a"
+                    for b, s in summaries.items()) + " |")
     return lines
+
+
+def check_flat(url: str, headers: dict[str, str]) -> None:
+    """flat must be the check it claims: the valid body answered 200, its invalid twin refused."""
+    import urllib.error
+    import urllib.request
+
+    for path, want in ((fixtures.PATHS["charge"], 200), (fixtures.PATHS["charge_invalid"], 502)):
+        try:
+            got = urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=5).status
+        except urllib.error.HTTPError as err:
+            got = err.code
+        if got != want:
+            raise RuntimeError(f"flat answered {got} to {path}, not {want}")

@@ -30,7 +30,13 @@ async def main(port: int, base: str) -> None:
             out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP}
         return web.Response(status=resp.status, body=data, headers=out)
 
-    runner = web.ServerRunner(web.Server(handle), access_log=None)
+    await serve_until_sigterm(web.Server(handle), port)
+    await session.close()
+
+
+async def serve_until_sigterm(server: web.Server, port: int) -> None:
+    """Listen on 127.0.0.1:`port` until SIGTERM, start-up objects frozen out of the gc (as egress)."""
+    runner = web.ServerRunner(server, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
     gc.collect()
@@ -39,7 +45,6 @@ async def main(port: int, base: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await runner.cleanup()
-    await session.close()
 
 
 if __name__ == "__main__":

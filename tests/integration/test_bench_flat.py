@@ -1,0 +1,99 @@
+"""bench/flat.py, the ablation's instrument: the same checks as egress in one flat coroutine.  Its
+numbers mean something only if it really does the checks: it answers the bench's valid bodies
+whole, refuses their invalid twins, refuses an unknown caller and an operation outside the
+contract, and strips the internal token and header before the call leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from aiohttp import web
+
+from tests.fakes import FakeProvider
+from tests.process import free_port
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import ablation
+import fixtures
+import procs
+
+import bench
+
+BODIES = fixtures.bodies()
+SERVED = {"/v1" + path: BODIES[name] for name, path in fixtures.PATHS.items()}
+
+
+async def _serve_bench_bodies(request: web.BaseRequest) -> web.Response:
+    body = SERVED.get(request.path)
+    if body is None:
+        return web.Response(status=404)
+    return web.Response(body=body, content_type="application/json")
+
+
+@pytest.fixture
+async def provider():
+    fake = await FakeProvider(handler=_serve_bench_bodies).start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def flat(provider, tmp_path):
+    port = free_port()
+    cfg = fixtures.egress_config(tmp_path / "flat.yaml", port=port, admin_port=free_port(),
+                                 provider_port=provider.port, violations_upstream=False)
+    log = open(tmp_path / "flat.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(BENCH / "flat.py"), str(port), str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}/pay/charges/ch_ok", 30, proc)
+        yield f"http://127.0.0.1:{port}/pay"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 20)
+        log.close()
+
+
+def _get(url: str, **headers: str) -> requests.Response:
+    return requests.get(url, headers={**bench.headers(), **headers}, timeout=10)
+
+
+async def test_valid_bodies_answered_whole(flat):
+    for name in ("charge", "list"):
+        resp = await asyncio.to_thread(_get, flat + fixtures.PATHS[name])
+        assert (resp.status_code, resp.content) == (200, BODIES[name]), name
+        assert resp.headers["Content-Type"].startswith("application/json")
+
+
+async def test_invalid_twins_refused(flat):
+    for name in ("charge_invalid", "list_invalid"):
+        resp = await asyncio.to_thread(_get, flat + fixtures.PATHS[name])
+        assert resp.status_code == 502, name
+        assert resp.content == b"", name  # nothing of the refused body reaches the caller
+
+
+async def test_caller_and_operation_refused(flat):
+    assert (await asyncio.to_thread(_get, flat + "/charges/ch_ok", **{"X-Egress-Caller": "intruder"})).status_code == 403
+    assert (await asyncio.to_thread(_get, flat + "/refunds/re_1")).status_code == 403  # not in the contract
+
+
+async def test_internal_token_and_header_stripped_partner_credential_injected(flat, provider):
+    await asyncio.to_thread(_get, flat + "/charges/ch_ok")
+    seen = provider.requests[-1].headers
+    assert seen["Authorization"] == "Bearer bench-partner-token"
+    assert "X-Internal-User" not in seen and "X-Egress-Caller" not in seen
+
+
+async def test_the_ablation_checks_flat_before_measuring_it(flat, provider):
+    await asyncio.to_thread(ablation.check_flat, flat, bench.headers())  # passes: it refuses the twin
+    # something that forwards without checking (here the provider itself) is caught
+    with pytest.raises(RuntimeError, match="answered 200 to /charges/ch_bad, not 502"):
+        await asyncio.to_thread(ablation.check_flat, provider.url + "/v1", bench.headers())

@@ -56,18 +56,21 @@ def test_subtractions_are_paired_per_round():
     assert (row["forwarder"], row["egress"], row["flat"]) == (160, 440, 280)
     assert (row["pipeline"], row["features"], row["observers_out"]) == (200, 10, 70)
     assert (row["scaffolding"], row["checks_flat"]) == (100, 110)
+    assert row["flat_observed"] == 360  # rounds: 260+70, 360+70, 280+80 -> median 360
 
 
 def test_flat_rows_and_ratios_to_the_floor():
     summary = {"charge": {"forwarder": 160.0, "egress-bare": 350.0, "egress-quiet": 370.0, "egress": 440.0,
                           "flat": 250.0, "pipeline": 190.0, "features": 20.0, "observers_out": 70.0,
-                          "scaffolding": 120.0, "checks_flat": 90.0}}
+                          "scaffolding": 120.0, "checks_flat": 90.0, "flat_observed": 320.0}}
     text = "\n".join(ablation.render({"runs": [], "summary": summary}, bench.LABEL, {"charge": 10.0}))
     assert "| flat: the same checks in one coroutine over plain aiohttp (bench/flat.py) | 250 |" in text
     assert "| = the checks on plain aiohttp (flat - forwarder) | 90 |" in text
     assert "| = egress's scaffolding around the same checks (quiet - flat) | 120 |" in text
     assert "| flat / floor (forwarder + that parse and validate) | 1.47x |" in text  # 250 / (160 + 10)
     assert "| egress-quiet / floor (forwarder + that parse and validate) | 2.18x |" in text
+    assert "| flat + access log and spans / floor (forwarder + that parse and validate) | 1.88x |" in text
+    assert "the least the promised checks and observability cost on aiohttp | 320 |" in text
 
 
 def test_a_run_from_before_flat_renders_without_its_rows():

@@ -9,7 +9,9 @@
    (orjson keeps the last).  Re-serialising drops each duplicate member and its ':', so fewer
    colons than in the body means a duplicate; escapes can only add colons, so a body with
    backslash-u escapes is checked exactly instead.  Past orjson's writer limit (254 levels)
-   both checks take the exact path.
+   both checks take the exact path.  A body that IS orjson's writing of its value (2-space
+   indented, or compact; `_written_by_orjson`) holds no duplicate by construction: one memcmp
+   replaces the two colon counts (~100 µs of a 65 KB body).
 3. `too_deep` (refusals, and bodies near the limit): escapes are removed, then everything but
    quotes and brackets, then string contents; the bracket skeleton is peeled one nesting level
    per pass with `bytes.replace` (C speed, at most `max_depth` passes).  Only valid JSON matters
@@ -172,7 +174,7 @@ def _written_by_orjson(body: bytes, shape: bytes | None, value: Any) -> bool:
         return False
     if body.startswith(shape):  # what follows is whitespace: orjson parsed the whole body
         return True
-    head = body[:256]  # a sniff, not a proof: it only decides whether a compact writing is tried
-    if b"\n" in body or b'": ' in head or b", " in head:  # spaced, but not as orjson indents
+    head = body[:256]  # a sniff, not a proof: it only decides whether the compact writing is tried
+    if b"\n" in head or b'": ' in head or b", " in head:  # spaced, but not as orjson indents
         return False
     return body.startswith(orjson.dumps(value))

@@ -65,7 +65,10 @@ FAST = [
     ("compact-as-orjson-writes", compact(VALUE), True),
     ("indented-as-orjson-writes", indent2(VALUE), True),
     ("indented-then-newline", indent2(VALUE) + b"\n", True),
+    ("compact-then-a-newline", compact({**VALUE, "pad": "x" * 300}) + b"\n", True),
     ("python-separators", json.dumps(VALUE).encode(), False),
+    ("indented-by-4", json.dumps(VALUE, indent=4).encode(), False),
+    ("indented-by-2-without-the-space", json.dumps(VALUE, indent=2, separators=(",", ":")).encode(), False),
     ("compact-with-a-slash-escape", compact(VALUE).replace(b'"ch_1"', b'"ch\\/1"'), False),
     ("compact-but-a-string-near-the-start-holds-comma-space",  # the sniff's miss costs only the counts
      compact({"note": "a, b", **VALUE}), False),
@@ -113,3 +116,41 @@ def test_agrees_with_the_standard_library(value, writing, duplicate):
         assert str(err.value) == DUPLICATE_KEYS
     else:
         assert parse_json(text) == expected
+
+
+class _CountingOrjson:
+    """orjson as body.py sees it, counting the compact writings tried (the sniff's whole job)."""
+
+    OPT_INDENT_2, JSONDecodeError, JSONEncodeError = orjson.OPT_INDENT_2, orjson.JSONDecodeError, orjson.JSONEncodeError
+
+    def __init__(self) -> None:
+        self.compact_writings = 0
+
+    def loads(self, text):
+        return orjson.loads(text)
+
+    def dumps(self, value, option=None):
+        if option is None:
+            self.compact_writings += 1
+            return orjson.dumps(value)
+        return orjson.dumps(value, option=option)
+
+
+SNIFFED = [
+    ("compact-is-tried", compact(VALUE).replace(b'"ch_1"', b'"ch\\/1"'), 1),
+    ("indented-by-4-is-not", json.dumps(VALUE, indent=4).encode(), 0),
+    ("newline-only-spacing-is-not", json.dumps(VALUE, indent=0, separators=(",", ":")).encode(), 0),
+    ("colon-space-is-not", json.dumps(VALUE, separators=(",", ": ")).encode(), 0),
+    ("comma-space-is-not", json.dumps(VALUE, separators=(", ", ":")).encode(), 0),
+    ("as-orjson-indents-needs-no-second-writing", indent2(VALUE), 0),
+    ("no-object-no-duplicate-check", compact([1, "a:b", [2.5, None]]), 0),
+]
+
+
+@pytest.mark.parametrize("case", SNIFFED, ids=[c[0] for c in SNIFFED])
+def test_the_compact_writing_is_tried_only_on_a_compact_body(case, monkeypatch):
+    _, text, tried = case
+    counting = _CountingOrjson()
+    monkeypatch.setattr(body_mod, "orjson", counting)
+    assert parse_json(text) == json.loads(text)
+    assert counting.compact_writings == tried

@@ -10,8 +10,8 @@
 Until the first body byte the exchange's `timeout.total` deadline holds (`first_byte_by`); then
 each gap between chunks is bounded by `timeout.idle` and the whole stream, from its response
 headers, by `timeout.stream` (bytes already buffered are taken at once, without a timer; a
-stream with no time left is cut even then).  Wire bytes count against `max_response_bytes` (the whole stream),
-decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
+stream with no time left is cut even then).  Wire bytes count against `max_response_bytes`
+(the whole stream), decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
 chunk in hand (while `keep_wire` is a list, each wire chunk is also appended to it, for a
 caller that may still answer the body whole; a coded chunk is decoded in SLICE-sized pieces, so
 one chunk's output is bounded by what SLICE bytes inflate to; a reader keeping wire bytes also

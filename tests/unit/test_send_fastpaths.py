@@ -200,7 +200,6 @@ async def test_a_drop_after_buffered_bytes_is_a_dropped_stream(script, expected,
 
     pieces, exc = await drain(stream, on_piece)
     assert type(exc) is UpstreamUnavailable and exc.reason == "upstream_unavailable"
-    assert "dropped the stream mid-body" in str(exc)
     assert isinstance(exc.__cause__, aiohttp.ClientError)  # aiohttp's error, translated
     assert pieces == expected
 

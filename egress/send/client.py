@@ -112,6 +112,9 @@ class UpstreamClient:
     def __init__(self, upstream: Upstream, *, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
         self.upstream = upstream
         self._resolver = resolver
+        # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it.  Built
+        # once: a client serves one Upstream object (a config reload builds new ones, new clients)
+        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.timeout.connect)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -163,13 +166,11 @@ class UpstreamClient:
                        timeout: float, stream_if=None) -> UpstreamResponse:
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         up = self.upstream
-        # the whole attempt is bounded by asyncio.timeout: a streamed body then outlives it
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.timeout.connect)
         first_byte_by = time.monotonic() + timeout   # (none or a negative budget: expired at once)
         try:
             async with asyncio.timeout(timeout):
                 resp = await self._session.request(method, url, headers=headers, data=body or None,
-                                                   allow_redirects=False, timeout=client_timeout)
+                                                   allow_redirects=False, timeout=self._client_timeout)
                 streamed = False
                 try:
                     if not 200 <= resp.status <= 599:  # 101 (egress never asks to upgrade), 6xx..9xx

@@ -9,8 +9,9 @@
 
 Until the first body byte the exchange's `timeout.total` deadline holds (`first_byte_by`); then
 each gap between chunks is bounded by `timeout.idle` and the whole stream, from its response
-headers, by `timeout.stream`.  Wire bytes count against `max_response_bytes` (the whole stream),
-decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
+headers, by `timeout.stream` (bytes already buffered are taken at once, without a timer; a
+stream with no time left is cut even then).  Wire bytes count against `max_response_bytes`
+(the whole stream), decoded bytes against `max_decompressed_bytes` (StreamDecoder).  Nothing is held beyond the
 chunk in hand (while `keep_wire` is a list, each wire chunk is also appended to it, for a
 caller that may still answer the body whole; a coded chunk is decoded in SLICE-sized pieces, so
 one chunk's output is bounded by what SLICE bytes inflate to; a reader keeping wire bytes also
@@ -75,15 +76,17 @@ class UpstreamStream:
         while True:
             wait, kind = self._wait()
             try:
-                if wait <= 0:
+                if wait <= 0:  # first: no time left cuts the stream even with bytes buffered
                     raise TimeoutError
-                async with asyncio.timeout(wait):
-                    chunk = await content.readany()
+                chunk = content.read_nowait()  # what is buffered (no timer); b"" when nothing is
+                if not chunk and not content.is_eof():
+                    async with asyncio.timeout(wait):
+                        chunk = await content.readany()
             except TimeoutError as exc:
                 raise UpstreamTimeout(_TIMEOUT_TEXT[kind].format(up=up.name), extra={"bound": kind}) from exc
             except (aiohttp.ClientError, ConnectionError) as exc:
                 raise UpstreamUnavailable(f"{up.name} dropped the stream mid-body") from exc
-            if not chunk:  # readany() returns b"" only at the end of the body
+            if not chunk:  # b"" here only at the end of the body (readany() waits for bytes or EOF)
                 self._decoder.finish()  # nothing left to yield (feed gave all); refuses a cut or bad coding
                 return
             if self.first_byte_at is None:

@@ -2,7 +2,7 @@
 
     bench/run --only ablation        (also part of the full run, after throughput)
 
-Five one-process proxies pinned to the same CPU, measured round-robin (wrk -t1 -c32, the
+Six one-process proxies pinned to the same CPU, measured round-robin (wrk -t1 -c32, the
 throughput scenario's duration and rounds), each row its own CPU µs per request (/proc):
 
   forwarder     bench/forwarder.py (no checks at all)
@@ -19,6 +19,8 @@ throughput scenario's duration and rounds), each row its own CPU µs per request
                 flat coroutine over plain aiohttp, with no stage structure, no retry loop, breaker,
                 limits, metrics or exchange record: what the promised checks cost without egress's
                 scaffolding, so what no rearrangement of that scaffolding can go below
+  floor-proxy   bench/forwarder.py --validate: the forwarder that parses (orjson) and validates
+                (jsonschema-rs) every body, nothing else: the floor's own sum, as a running proxy
 
 Subtractions (same run, same CPU): egress - egress-quiet = access log + sampled spans;
 egress-quiet - egress-bare = caller identity, sanitizing lists, credential injection and the
@@ -27,7 +29,8 @@ proxy pays); egress-bare - forwarder = what the pipeline itself costs on top of 
 the exchange record, resilience wrapper, the pass-through decision, response headers, metrics);
 egress-quiet - flat = the scaffolding around the same checks (stages, resilience, limits,
 metrics, inventory, baselines, the exchange record, problem answers); flat / floor = how close
-to the floor the checks alone, on aiohttp, can come.
+to the floor the checks alone, on aiohttp, can come; floor-proxy / floor = what the floor's
+sum becomes when its calls run inside a proxy's request rather than in a loop.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import fixtures
 import loads
 from procs import cpu_seconds, free_port, wait_http
 
-TARGETS = ("forwarder", "egress", "egress-quiet", "egress-bare", "flat")
+TARGETS = ("forwarder", "egress", "egress-quiet", "egress-bare", "flat", "floor-proxy")
 HERE = Path(__file__).resolve().parent
 
 
@@ -61,8 +64,14 @@ def quiet_env(env: dict) -> dict:
 
 
 def start(bench, egress_bin: Path) -> None:
-    """Start egress-quiet, egress-bare and flat (the others are the throughput scenario's)."""
+    """Start egress-quiet, egress-bare, flat and floor-proxy (the others are the throughput scenario's)."""
     base_env = bench.egress_env(bench.otlp_port)
+    port = free_port()
+    p = bench.procs.start("floor-proxy", [str(egress_bin.parent / "python"), str(HERE / "forwarder.py"), str(port),
+                                          f"http://127.0.0.1:{bench.provider_port}/v1", "--validate"],
+                          cpus=bench.cpus("proxy"))
+    wait_http(f"http://127.0.0.1:{port}/charges/ch_ok", 20, p)
+    bench.targets["floor-proxy"], bench.pids["floor-proxy"] = f"http://127.0.0.1:{port}", p.pid
     for name in ("egress-quiet", "egress-bare", "flat"):
         port, aport = free_port(), free_port()
         cfg_path = bench.work / f"{name}.yaml"
@@ -86,7 +95,8 @@ def start(bench, egress_bin: Path) -> None:
 def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...], say) -> dict:
     if "egress-bare" not in bench.targets:
         start(bench, egress_bin)
-        check_flat(bench.targets["flat"], headers)
+        for name in ("flat", "floor-proxy"):
+            check_refuses(name, bench.targets[name], headers)
     plan, runs = bench.plan, []
     for body in bodies:
         for t in TARGETS:
@@ -150,7 +160,8 @@ def render(result: dict, labels: dict[str, str], parse_validate: dict[str, float
             ("= the checks on plain aiohttp (flat - forwarder)", "checks_flat"),
             ("= egress's scaffolding around the same checks (quiet - flat)", "scaffolding"),
             ("flat + the access log and sampled spans (flat + egress - quiet): the least the promised "
-             "checks and observability cost on aiohttp", "flat_observed")]
+             "checks and observability cost on aiohttp", "flat_observed"),
+            ("floor-proxy: the forwarder + orjson + jsonschema-rs on every body, nothing else", "floor-proxy")]
     summaries = result["summary"]
     for label, key in rows:
         if all(key in s for s in summaries.values()):  # a run from before flat existed has no flat rows
@@ -158,7 +169,8 @@ def render(result: dict, labels: dict[str, str], parse_validate: dict[str, float
     if parse_validate:
         lines.append("| (of the features: orjson parse + jsonschema-rs validate, in-process) | "
                      + " | ".join(f"{parse_validate.get(b, float('nan')):.0f}" for b in summaries) + " |")
-        for label, key in (("flat", "flat"), ("flat + access log and spans", "flat_observed"),
+        for label, key in (("floor-proxy", "floor-proxy"), ("flat", "flat"),
+                           ("flat + access log and spans", "flat_observed"),
                            ("egress-quiet", "egress-quiet"), ("egress", "egress")):
             if all(key in s for s in summaries.values()):
                 lines.append(f"| {label} / floor (forwarder + that parse and validate) | " + " | ".join(
@@ -167,8 +179,8 @@ def render(result: dict, labels: dict[str, str], parse_validate: dict[str, float
     return lines
 
 
-def check_flat(url: str, headers: dict[str, str]) -> None:
-    """flat must be the check it claims: the valid body answered 200, its invalid twin refused."""
+def check_refuses(name: str, url: str, headers: dict[str, str]) -> None:
+    """A measuring proxy must be the check it claims: the valid body answered 200, its invalid twin refused."""
     import urllib.error
     import urllib.request
 
@@ -178,4 +190,4 @@ def check_flat(url: str, headers: dict[str, str]) -> None:
         except urllib.error.HTTPError as err:
             got = err.code
         if got != want:
-            raise RuntimeError(f"flat answered {got} to {path}, not {want}")
+            raise RuntimeError(f"{name} answered {got} to {path}, not {want}")

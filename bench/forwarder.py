@@ -2,6 +2,14 @@
 (low-level web.Server, access log off, gc.freeze() after start-up).
 
     python bench/forwarder.py PORT UPSTREAM_BASE_URL     # GET /x -> UPSTREAM_BASE_URL/x
+    python bench/forwarder.py PORT UPSTREAM_BASE_URL --validate
+
+With --validate it is the floor of issue 18 running as a proxy ("floor-proxy" in the ablation):
+every 200 body is parsed with orjson and validated with jsonschema-rs against the bench schema
+of its path (cost_rows.floor_validators, the very validators the in-process floor row times), a
+502 when it does not pass.  Nothing else: no duplicate keys, depth or exact numbers, no
+sanitizing, no caller.  It shows what the floor's sum (forwarder + in-process parse/validate)
+becomes when the same calls run inside a proxy's request.
 """
 
 import asyncio
@@ -16,7 +24,13 @@ HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfe
        "host", "content-length"}
 
 
-async def main(port: int, base: str) -> None:
+async def main(port: int, base: str, validate: bool = False) -> None:
+    validators = None
+    if validate:
+        import orjson
+        from cost_rows import floor_validators
+
+        validators = floor_validators()
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=256), auto_decompress=False,
         skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
@@ -28,6 +42,10 @@ async def main(port: int, base: str) -> None:
                                    data=body or None, allow_redirects=False) as resp:
             data = await resp.read()
             out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP}
+        if validators is not None and resp.status == 200:
+            validator = validators["list" if "/accounts/" in request.raw_path else "charge"]
+            if not validator.is_valid(orjson.loads(data)):
+                return web.Response(status=502)
         return web.Response(status=resp.status, body=data, headers=out)
 
     await serve_until_sigterm(web.Server(handle), port)
@@ -48,4 +66,4 @@ async def serve_until_sigterm(server: web.Server, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2].rstrip("/")))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2].rstrip("/"), validate="--validate" in sys.argv[3:]))

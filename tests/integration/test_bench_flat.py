@@ -1,7 +1,8 @@
-"""bench/flat.py, the ablation's instrument: the same checks as egress in one flat coroutine.  Its
-numbers mean something only if it really does the checks: it answers the bench's valid bodies
-whole, refuses their invalid twins, refuses an unknown caller and an operation outside the
-contract, and strips the internal token and header before the call leaves."""
+"""The ablation's two instruments.  bench/flat.py: the same checks as egress in one flat
+coroutine; bench/forwarder.py --validate (floor-proxy): the forwarder that parses and validates.
+Their numbers mean something only if they really do the checks: they answer the bench's valid
+bodies whole and refuse their invalid twins; flat also refuses an unknown caller and an operation
+outside the contract, and strips the internal token and header before the call leaves."""
 
 from __future__ import annotations
 
@@ -93,7 +94,29 @@ async def test_internal_token_and_header_stripped_partner_credential_injected(fl
 
 
 async def test_the_ablation_checks_flat_before_measuring_it(flat, provider):
-    await asyncio.to_thread(ablation.check_flat, flat, bench.headers())  # passes: it refuses the twin
+    await asyncio.to_thread(ablation.check_refuses, "flat", flat, bench.headers())  # passes: it refuses the twin
     # something that forwards without checking (here the provider itself) is caught
-    with pytest.raises(RuntimeError, match="answered 200 to /charges/ch_bad, not 502"):
-        await asyncio.to_thread(ablation.check_flat, provider.url + "/v1", bench.headers())
+    with pytest.raises(RuntimeError, match="provider answered 200 to /charges/ch_bad, not 502"):
+        await asyncio.to_thread(ablation.check_refuses, "provider", provider.url + "/v1", bench.headers())
+
+
+@pytest.fixture
+async def floor_proxy(provider):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "forwarder.py"), str(port), provider.url + "/v1", "--validate"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}/charges/ch_ok", 30, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 20)
+
+
+async def test_floor_proxy_validates_every_body(floor_proxy):
+    for name in ("charge", "list"):
+        resp = await asyncio.to_thread(_get, floor_proxy + fixtures.PATHS[name])
+        assert (resp.status_code, resp.content) == (200, BODIES[name]), name
+    for name in ("charge_invalid", "list_invalid"):
+        assert (await asyncio.to_thread(_get, floor_proxy + fixtures.PATHS[name])).status_code == 502, name
+    await asyncio.to_thread(ablation.check_refuses, "floor-proxy", floor_proxy, bench.headers())

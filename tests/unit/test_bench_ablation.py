@@ -48,12 +48,12 @@ def test_ablation_is_part_of_the_full_run():
 
 def test_subtractions_are_paired_per_round():
     # round 1 ran on a slower machine: every row +100; the paired differences do not move
-    cpu = {0: {"forwarder": 150, "egress-bare": 350, "egress-quiet": 360, "egress": 430, "flat": 260},
-           1: {"forwarder": 250, "egress-bare": 450, "egress-quiet": 460, "egress": 530, "flat": 360},
-           2: {"forwarder": 160, "egress-bare": 370, "egress-quiet": 360, "egress": 440, "flat": 280}}
+    cpu = {0: {"forwarder": 150, "egress-bare": 350, "egress-quiet": 360, "egress": 430, "flat": 260, "floor-proxy": 170},
+           1: {"forwarder": 250, "egress-bare": 450, "egress-quiet": 460, "egress": 530, "flat": 360, "floor-proxy": 270},
+           2: {"forwarder": 160, "egress-bare": 370, "egress-quiet": 360, "egress": 440, "flat": 280, "floor-proxy": 175}}
     runs = [{"round": r, "target": t, "body": "charge", "cpu_us": us} for r, row in cpu.items() for t, us in row.items()]
     row = ablation.summarize(runs, ("charge",))["charge"]
-    assert (row["forwarder"], row["egress"], row["flat"]) == (160, 440, 280)
+    assert (row["forwarder"], row["egress"], row["flat"], row["floor-proxy"]) == (160, 440, 280, 175)
     assert (row["pipeline"], row["features"], row["observers_out"]) == (200, 10, 70)
     assert (row["scaffolding"], row["checks_flat"]) == (100, 110)
     assert row["flat_observed"] == 360  # rounds: 260+70, 360+70, 280+80 -> median 360
@@ -62,7 +62,7 @@ def test_subtractions_are_paired_per_round():
 def test_flat_rows_and_ratios_to_the_floor():
     summary = {"charge": {"forwarder": 160.0, "egress-bare": 350.0, "egress-quiet": 370.0, "egress": 440.0,
                           "flat": 250.0, "pipeline": 190.0, "features": 20.0, "observers_out": 70.0,
-                          "scaffolding": 120.0, "checks_flat": 90.0, "flat_observed": 320.0}}
+                          "scaffolding": 120.0, "checks_flat": 90.0, "flat_observed": 320.0, "floor-proxy": 204.0}}
     text = "\n".join(ablation.render({"runs": [], "summary": summary}, bench.LABEL, {"charge": 10.0}))
     assert "| flat: the same checks in one coroutine over plain aiohttp (bench/flat.py) | 250 |" in text
     assert "| = the checks on plain aiohttp (flat - forwarder) | 90 |" in text
@@ -71,6 +71,8 @@ def test_flat_rows_and_ratios_to_the_floor():
     assert "| egress-quiet / floor (forwarder + that parse and validate) | 2.18x |" in text
     assert "| flat + access log and spans / floor (forwarder + that parse and validate) | 1.88x |" in text
     assert "the least the promised checks and observability cost on aiohttp | 320 |" in text
+    assert "| floor-proxy: the forwarder + orjson + jsonschema-rs on every body, nothing else | 204 |" in text
+    assert "| floor-proxy / floor (forwarder + that parse and validate) | 1.20x |" in text  # 204 / 170
 
 
 def test_a_run_from_before_flat_renders_without_its_rows():

@@ -8,7 +8,9 @@ Scenarios, in this order, against one fake provider (nginx serving static JSON):
                the proxy's CPU µs per request (/proc, its process tree) and the ratio to the
                floor (the forwarder's CPU µs/request + in-process parse + validate, same run)
   ablation     forwarder, egress, egress with no access log and no traces, egress with nothing
-               configured: where egress's CPU goes, by subtraction (bench/ablation.py)
+               configured, flat (egress's checks in one coroutine, no scaffolding), floor-proxy
+               (forwarder + orjson + jsonschema-rs): where egress's CPU goes, by subtraction
+               (bench/ablation.py)
   violations   egress and Prism on the invalid twins (the refusal path)
   open loop    300 req/s from bench/openloop.py: latency egress adds over direct
   profile      py-spy on egress (1 worker) under wrk: where the time goes

@@ -1,4 +1,5 @@
 import copy
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -90,3 +91,25 @@ async def proxy():
     for handle in started:
         await handle.session.close()
         await handle.running.drain(0.5)
+
+
+@pytest.fixture
+def unanswered_port():
+    """A loopback port whose accept queue is full: a new connection attempt hangs (SYN dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    yield port
+    for s in fillers:
+        s.close()
+    listener.close()

@@ -7,6 +7,7 @@ outside the contract, and strips the internal token and header before the call l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -46,21 +47,28 @@ async def provider():
     await fake.stop()
 
 
+@contextlib.asynccontextmanager
+async def serving(script: str, *args: str, ready_path: str, log: Path):
+    """bench/SCRIPT listening on a free port: its base URL; SIGTERM and a wait at the end."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(BENCH / script), str(port), *args],
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}{ready_path}", 30, proc)
+            yield port
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 20)
+
+
 @pytest.fixture
 async def flat(provider, tmp_path):
-    port = free_port()
-    cfg = fixtures.egress_config(tmp_path / "flat.yaml", port=port, admin_port=free_port(),
+    # flat listens on the port it is given; the config's own listen addresses go unused
+    cfg = fixtures.egress_config(tmp_path / "flat.yaml", port=free_port(), admin_port=free_port(),
                                  provider_port=provider.port, violations_upstream=False)
-    log = open(tmp_path / "flat.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(BENCH / "flat.py"), str(port), str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}/pay/charges/ch_ok", 30, proc)
+    async with serving("flat.py", str(cfg), ready_path="/pay/charges/ch_ok", log=tmp_path / "flat.log") as port:
         yield f"http://127.0.0.1:{port}/pay"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 20)
-        log.close()
 
 
 def _get(url: str, **headers: str) -> requests.Response:
@@ -101,16 +109,10 @@ async def test_the_ablation_checks_flat_before_measuring_it(flat, provider):
 
 
 @pytest.fixture
-async def floor_proxy(provider):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(BENCH / "forwarder.py"), str(port), provider.url + "/v1", "--validate"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}/charges/ch_ok", 30, proc)
+async def floor_proxy(provider, tmp_path):
+    async with serving("forwarder.py", provider.url + "/v1", "--validate", ready_path="/charges/ch_ok",
+                       log=tmp_path / "floor-proxy.log") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 20)
 
 
 async def test_floor_proxy_validates_every_body(floor_proxy):

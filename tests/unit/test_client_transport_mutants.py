@@ -291,27 +291,6 @@ async def test_a_client_certificate_is_presented_when_configured(client, tls, tm
         await fake.stop()
 
 
-@pytest.fixture
-def unanswered_port():
-    """A loopback port whose accept queue is full: a new connection attempt hangs (SYN dropped)."""
-    import socket
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    yield port
-    for s in fillers:
-        s.close()
-    listener.close()
 
 
 async def test_the_connect_timeout_bounds_the_connection_attempt(client, unanswered_port):

@@ -21,18 +21,16 @@ import gzip
 import socket
 import struct
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 
-from egress.config import settings_from_dict
-from egress.errors import EgressError, UnexpectedContentEncoding, UpstreamTimeout, UpstreamUnavailable
-from egress.send.streaming import UpstreamStream
+from egress.errors import UnexpectedContentEncoding, UpstreamTimeout, UpstreamUnavailable
 from tests.conftest import base_config
 from tests.fakes import RawProvider, each_closed
+from tests.unit.test_streaming_mutants import drain, open_stream
 
 TEXT = bytes(range(256)) * 80  # 20480 bytes
 GZ = gzip.compress(TEXT)
@@ -74,29 +72,13 @@ async def opened():
                 await script(reader, writer, go)
 
             fake = await make(run)
-            doc = {"name": "ai", "url": fake.url, "allow_private_addresses": True, **over}
-            up = settings_from_dict({"upstreams": [doc]}, base_dir=Path("."), environ={}).upstreams[0]
-            session = aiohttp.ClientSession(auto_decompress=False)
-            sessions.append(session)
-            resp = await session.get(fake.url + "/s")
-            return UpstreamStream(resp, up, first_byte_by=clock() + first_byte_in, clock=clock), go
+            return await open_stream(fake.url, sessions, clock=clock, first_byte_in=first_byte_in, **over), go
 
         yield stream
         for s in sessions:
             await s.close()
 
 
-async def drain(stream: UpstreamStream, on_piece=None) -> tuple[list[bytes], BaseException | None]:
-    pieces: list[bytes] = []
-    try:
-        async with asyncio.timeout(5):  # a broken path fails here, not by hanging the suite
-            async for piece in stream.chunks():
-                pieces.append(piece)
-                if on_piece:
-                    await on_piece(piece)
-    except (EgressError, TimeoutError) as exc:
-        return pieces, exc
-    return pieces, None
 
 
 def whole(answer: bytes):
@@ -247,26 +229,6 @@ async def test_a_body_buffered_whole_with_its_end(answer, keep, error, decoded, 
 
 # ------------------------------------------------------------------ a reload's timeouts, the next attempt
 
-@pytest.fixture
-def unanswered_port():
-    """A loopback port whose accept queue is full: a new connection attempt hangs (SYN dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    yield port
-    for s in fillers:
-        s.close()
-    listener.close()
 
 
 def pay(url: str, timeout: dict) -> dict:

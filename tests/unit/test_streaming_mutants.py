@@ -59,17 +59,22 @@ async def opened(provider):
             return await handler(request)
 
         fake = await provider(serve)
-        doc = {"name": "ai", "url": fake.url, "allow_private_addresses": True, **over}
-        up = settings_from_dict({"upstreams": [doc]}, base_dir=Path("."), environ={}).upstreams[0]
-        session = aiohttp.ClientSession(auto_decompress=False)
-        sessions.append(session)
-        resp = await session.get(fake.url + "/s")
-        stream = UpstreamStream(resp, up, first_byte_by=clock() + first_byte_in, clock=clock)
-        return Opened(stream, session, fake.url + "/s", peers)
+        stream = await open_stream(fake.url, sessions, clock=clock, first_byte_in=first_byte_in, **over)
+        return Opened(stream, sessions[-1], fake.url + "/s", peers)
 
     yield make
     for s in sessions:
         await s.close()
+
+
+async def open_stream(url: str, sessions: list, *, clock, first_byte_in: float, **over) -> UpstreamStream:
+    """GET url/s on a new session (appended to `sessions`, closed by the caller), wrapped as egress does."""
+    doc = {"name": "ai", "url": url, "allow_private_addresses": True, **over}
+    up = settings_from_dict({"upstreams": [doc]}, base_dir=Path("."), environ={}).upstreams[0]
+    session = aiohttp.ClientSession(auto_decompress=False)
+    sessions.append(session)
+    resp = await session.get(url + "/s")
+    return UpstreamStream(resp, up, first_byte_by=clock() + first_byte_in, clock=clock)
 
 
 async def drain(stream: UpstreamStream, on_piece=None) -> tuple[list[bytes], BaseException | None]:

@@ -116,6 +116,9 @@ _LATER = "later"  # a streamed response: the breaker hears its outcome when the 
 class _Call:
     """The state of one call_with_resilience: tenacity's retry/wait/stop/before_sleep hooks."""
 
+    __slots__ = ("attempt", "retry", "breaker", "budget", "idempotent", "deadline", "clock", "rng", "wall",
+                 "on_event", "number", "retry_after")
+
     def __init__(self, attempt, *, method, idempotency_key, retry, breaker, budget, deadline,
                  clock, rng, wall, on_event) -> None:
         self.attempt, self.retry, self.breaker, self.budget = attempt, retry, breaker, budget

@@ -11,6 +11,9 @@ Scenarios, in this order, against one fake provider (nginx serving static JSON):
                configured, flat (egress's checks in one coroutine, no scaffolding), floor-proxy
                (forwarder + orjson + jsonschema-rs): where egress's CPU goes, by subtraction
                (bench/ablation.py)
+  instructions the ablation's targets one at a time under valgrind (callgrind): k instructions
+               per request and their ratios, repeatable to ~0.1 % whatever the host's load
+               (bench/instructions.py)
   violations   egress and Prism on the invalid twins (the refusal path)
   open loop    300 req/s from bench/openloop.py: latency egress adds over direct
   profile      py-spy on egress (1 worker) under wrk: where the time goes
@@ -39,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import ablation
+import instructions
 import cost_rows
 import fixtures
 import loads
@@ -53,7 +57,7 @@ PRISM = HERE / ".node_modules" / "node_modules" / ".bin" / "prism"
 PYSPY = HERE / ".tools" / "bin" / "py-spy"
 RESULTS = HERE / "results"
 BODIES = ("charge", "list")
-ALL_SCENARIOS = "throughput,ablation,violations,openloop,profile,memory"
+ALL_SCENARIOS = "throughput,ablation,instructions,violations,openloop,profile,memory"
 QUIET_CORES = 0.15  # other processes' CPU (in cores) under which the machine counts as quiet
 LABEL = {"charge": "1.3 KB", "list": "65 KB", "charge_invalid": "1.3 KB invalid", "list_invalid": "65 KB invalid"}
 
@@ -289,6 +293,10 @@ class Bench:
     def ablation(self) -> None:
         self.out["ablation"] = ablation.run(self, EGRESS, headers(), BODIES, say)
 
+    def instructions(self) -> None:
+        self.out["instructions"] = instructions.run(self, EGRESS, headers(), BODIES, say,
+                                                    n=1200 if self.plan.rounds > 1 else 200)
+
     def violations(self) -> None:
         hdrs, res = headers(), {}
         for t in ("egress-violations", "prism"):
@@ -505,6 +513,8 @@ def render(o: dict) -> str:
                       f"{LABEL[b]} {f:.0f} µs (parse+validate {parse.get(b, 0):.1f})" for b, f in floors.items()) + "."]
     if o.get("ablation"):
         lines += ["", *ablation.render(o["ablation"], LABEL, o.get("cost_rows", {}).get("floor_parse_validate_us", {}))]
+    if o.get("instructions"):
+        lines += ["", *instructions.render(o["instructions"], LABEL)]
     if o.get("cost_rows"):
         lines += ["", *cost_rows.render(o["cost_rows"])]
     if o.get("violations"):
@@ -597,7 +607,7 @@ def main() -> int:
         bench.start()
         bench.preflight()
         for scenario, step in (("throughput", bench.throughput), ("ablation", bench.ablation),
-                               ("violations", bench.violations),
+                               ("instructions", bench.instructions), ("violations", bench.violations),
                                ("openloop", bench.open_loop), ("profile", bench.profile), ("memory", bench.memory)):
             if scenario in only:
                 say(f"--- {scenario}")

@@ -179,13 +179,14 @@ async def _send(client, method, target, headers, body, ex: Exchange, state, brea
         rec.status, rec.end_ns = resp.status, time.time_ns()
         return resp
 
+    def bound():  # the exchange's deadline around retry waits; a small margin: an attempt's own
+        # timeout fires first, so the breaker counts it
+        return asyncio.timeout(max(0.0, deadline - loop.time()) + _DEADLINE_MARGIN)
+
     try:
-        # a small margin: the attempt's own timeout fires first, so the breaker counts it
-        async with asyncio.timeout(max(0.0, deadline - loop.time()) + _DEADLINE_MARGIN):
-            return await resilience.call_with_resilience(
-                attempt, method=method, idempotency_key=idempotency_key, retry=up.retry,
-                breaker=breaker, budget=state.budget(up.name, up.retry.budget), deadline=deadline,
-                clock=loop.time, on_event=lambda e: state.resilience_event(ex, e))
+        return await resilience.call_with_resilience(
+            attempt, method=method, idempotency_key=idempotency_key, retry=up.retry,
+            breaker=breaker, budget=state.budget(up.name, up.retry.budget), deadline=deadline,
+            clock=loop.time, on_event=lambda e: state.resilience_event(ex, e), bound=bound)
     except TimeoutError as exc:
         raise UpstreamTimeout(f"{up.name} did not answer within timeout.total") from exc
-

@@ -60,6 +60,9 @@ class Permit:
     generation: int
 
 
+_ATTEMPT = Permit(False, 0)  # every attempt while closed: only a probe's generation is ever read
+
+
 @dataclass(frozen=True)
 class BreakerChange:
     """A local state change, as handed to the publisher (cross-replica store)."""
@@ -127,9 +130,9 @@ class Breaker:
 
     def acquire(self) -> Permit:
         """Admit one attempt or raise CircuitOpen (retry_after: whole seconds, >= 1)."""
-        state = self.state
-        if state == CLOSED:
-            return Permit(False, self._generation)
+        if self._storage.state == pybreaker.STATE_CLOSED:  # closed: nothing to refresh, no probe to count
+            return _ATTEMPT
+        state = self.state  # open, or half-open once reset_after has passed
         if state == HALF_OPEN and not self._probe_out:
             self._probe_out = True
             return Permit(True, self._generation)
@@ -145,8 +148,10 @@ class Breaker:
             self._probe_out = False
         if outcome is None:
             return
-        state = self.state
-        if state == CLOSED or (state == HALF_OPEN and mine):
+        if self._storage.state == pybreaker.STATE_CLOSED:  # closed: counted, nothing to refresh
+            self._record(outcome == "failure")
+            return
+        if self.state == HALF_OPEN and mine:
             self._record(outcome == "failure")
         # open, or half-open with someone else's probe: a late outcome changes nothing
 

@@ -39,7 +39,7 @@ class BreakerRegistry:
             pending = self._pending.pop(key, None)
             if pending is not None and pending[0] > self._clock():
                 breaker.apply_remote(OPEN, pending[0] - self._clock(), pending[1])
-        elif breaker.settings != settings:
+        elif breaker.settings is not settings and breaker.settings != settings:
             breaker.reconfigure(settings)
         return breaker
 

@@ -141,12 +141,14 @@ class UpstreamClient:
         """One attempt: send, follow only allowed redirect hops, read the body under the cap.
 
         `stream_if(status, headers)` true: the body is not read; the response carries it open
-        as an UpstreamStream (streaming.py) and `timeout` bounds it until its first byte."""
+        as an UpstreamStream (streaming.py) and `timeout` bounds it until its first byte.
+        `timeout` bounds the attempt with all its redirect hops: each hop gets what is left."""
         up = self.upstream
         url = URL(up.origin + target, encoded=True)
-        hops = 0
+        hops, until = 0, time.monotonic() + timeout
         while True:
-            resp = await self._attempt(method, url, headers, body, timeout, stream_if)
+            resp = await self._attempt(method, url, headers, body, until - time.monotonic() if hops else timeout,
+                                       stream_if)
             if not is_redirect(resp.status) or not up.redirects.follow:
                 return resp
             location = resp.headers.get("Location")
@@ -210,8 +212,17 @@ class UpstreamClient:
 
     @staticmethod
     async def _read(resp: aiohttp.ClientResponse, url: URL, cap: int) -> UpstreamResponse:
-        chunks, total = [], 0
-        async for chunk in resp.content.iter_any():
+        # what is buffered is taken at once (a small body usually came with its headers); the
+        # reader waits only when nothing is (as iter_any(), without its async-iterator layers)
+        content, chunks, total = resp.content, [], 0
+        while True:
+            chunk = content.read_nowait()
+            if not chunk:
+                if content.at_eof():
+                    break
+                chunk = await content.readany()
+                if not chunk:
+                    break
             total += len(chunk)
             if total > cap:
                 resp.close()

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncContextManager, Awaitable, Callable
 
 import tenacity
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt
@@ -115,6 +115,9 @@ _LATER = "later"  # a streamed response: the breaker hears its outcome when the 
 
 class _Call:
     """The state of one call_with_resilience: tenacity's retry/wait/stop/before_sleep hooks."""
+
+    __slots__ = ("attempt", "retry", "breaker", "budget", "idempotent", "deadline", "clock", "rng", "wall",
+                 "on_event", "number", "retry_after")
 
     def __init__(self, attempt, *, method, idempotency_key, retry, breaker, budget, deadline,
                  clock, rng, wall, on_event) -> None:
@@ -228,11 +231,14 @@ async def call_with_resilience(
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: Callable[[], float] = random.random, wall: Callable[[], float] = time.time,
     on_event: Callable[[RetryEvent], None] | None = None,
+    bound: Callable[[], AsyncContextManager[Any]] | None = None,
 ) -> Any:
     """Make `attempt(n)` for n = 1.. until an outcome is final; return its response or raise its error.
 
     Raises CircuitOpen (the breaker refused an attempt), UpstreamTimeout (the deadline had
-    passed before the first attempt), or whatever the last attempt raised.
+    passed before the first attempt), or whatever the last attempt raised.  `bound()`, when
+    given, is entered around the retries only (their waits and later attempts): the first
+    attempt carries its own timeout, so a call that succeeds at once sets one timer, not two.
     """
     call = _Call(attempt, method=method, idempotency_key=idempotency_key, retry=retry,
                  breaker=breaker, budget=budget, deadline=deadline, clock=clock, rng=rng,
@@ -275,6 +281,9 @@ async def call_with_resilience(
         retry_error_callback=lambda rs: rs.outcome.result(),   # the last response, or its error
     )
     try:
-        return await retrying(attempt_after_first)
+        if bound is None:
+            return await retrying(attempt_after_first)
+        async with bound():
+            return await retrying(attempt_after_first)
     except tenacity.RetryError as exc:   # not reached with retry_error_callback; the boundary anyway
         raise UpstreamUnavailable("retries exhausted") from exc

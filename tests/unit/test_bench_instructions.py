@@ -1,0 +1,53 @@
+"""The bench's instruction counts (bench/instructions.py): reading callgrind's dumps, the rows
+and the table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench  # noqa: E402
+import instructions  # noqa: E402
+
+
+def test_totals_takes_the_largest_over_the_dump_files(tmp_path):
+    out = tmp_path / "callgrind.out"
+    (tmp_path / "callgrind.out.1").write_text("version: 1\nevents: Ir\nsummary: 123456789\ntotals: 123456789\n")
+    out.write_text("version: 1\nevents: Ir\nfn=(1) main\n5 10\ntotals: 42\n")  # at exit: counting was off
+    (tmp_path / "other.out").write_text("totals: 999999999999\n")  # not this run's
+    assert instructions.totals(out) == 123456789
+
+
+def test_totals_is_zero_before_any_dump(tmp_path):
+    assert instructions.totals(tmp_path / "callgrind.out") == 0
+
+
+def test_ratios_and_differences():
+    rows = instructions.ratios({"forwarder": 500.0, "floor-proxy": 600.0, "flat": 900.0, "egress-quiet": 1100.0,
+                                "egress": 1400.0})
+    assert rows == {"egress / floor-proxy": 2.333, "egress-quiet / floor-proxy": 1.833, "flat / floor-proxy": 1.5,
+                    "floor-proxy / forwarder": 1.2, "egress / forwarder": 2.8,
+                    "scaffolding (egress-quiet - flat)": 200.0, "access log + spans (egress - egress-quiet)": 300.0,
+                    "checks beyond the floor (flat - floor-proxy)": 300.0}
+
+
+def test_ratios_leave_out_what_was_not_measured():
+    assert instructions.ratios({"egress": 1400.0, "egress-quiet": 1100.0}) == {
+        "access log + spans (egress - egress-quiet)": 300.0}
+
+
+def test_render_a_run_and_a_skipped_run():
+    result = {"n": 1200, "connections": 8, "bodies": {
+        b: {"k_per_request": {"forwarder": 500.0, "floor-proxy": 600.0, "egress": 1400.0},
+            "rows": instructions.ratios({"forwarder": 500.0, "floor-proxy": 600.0, "egress": 1400.0})}
+        for b in ("charge", "list")}}
+    text = "\n".join(instructions.render(result, bench.LABEL))
+    assert "| forwarder | 500.0 | 500.0 |" in text
+    assert "| egress / floor-proxy | 2.33x | 2.33x |" in text
+    assert "| flat |" not in text  # not measured: no row
+    assert "1,200 requests at 1.3 KB and 600 at 65 KB" in text
+    assert "Skipped: valgrind not installed: valgrind" in "\n".join(
+        instructions.render({"skipped": "not installed: valgrind"}, bench.LABEL))

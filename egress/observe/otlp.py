@@ -84,25 +84,42 @@ def any_value(v: Any) -> bytes:
 
 
 _KEYS: dict[str, bytes] = {}  # KeyValue.key field of each attribute name seen (names are ours: bounded)
-_MAX_KEYS = 4096
+_FIELDS: dict[tuple, bytes] = {}  # (tag, key, value) -> the whole encoded field, for str and int values
+_MAX_CACHED = 8192  # entries of each cache; beyond it, encoded every time (the answer is the same)
+UNCACHED = frozenset({"url.full", "egress.denied_host"})  # values that rarely repeat
 
 
 def key_value(key: str, v: Any) -> bytes:
     k = _KEYS.get(key)
     if k is None:
         k = _len_field(b"\x0a", key.encode())
-        if len(_KEYS) < _MAX_KEYS:
+        if len(_KEYS) < _MAX_CACHED:
             _KEYS[key] = k
     return k + _len_field(b"\x12", any_value(v))
 
 
 def attributes(tag: bytes, attrs: dict[str, Any], limit: int | None) -> bytes:
     """Repeated KeyValue under `tag`; keys the SDK would drop (empty, not a string) or more
-    attributes than `limit` are the SDK's case."""
+    attributes than `limit` are the SDK's case.  Fields of str and int values are kept once
+    encoded (a str never equals an int, and bools are not looked up, so no two values share
+    an entry)."""
     if limit is not None and len(attrs) > limit:
         raise Unencodable("more attributes than the limit")
     out = []
+    get = _FIELDS.get
     for key, v in attrs.items():
+        t = type(v)
+        if t is str or t is int:
+            cache_key = (tag, key, v)
+            field = get(cache_key)
+            if field is None:
+                if not key or type(key) is not str:
+                    raise Unencodable("attribute key")
+                field = _len_field(tag, key_value(key, v))
+                if len(_FIELDS) < _MAX_CACHED and key not in UNCACHED:
+                    _FIELDS[cache_key] = field
+            out.append(field)
+            continue
         if not key or type(key) is not str:
             raise Unencodable("attribute key")
         out.append(_len_field(tag, key_value(key, v)))

@@ -97,7 +97,24 @@ def log_fast(msg: str, fields: dict) -> None:
         return
     doc = {"ts": _timestamp(time.time()), "level": "info", "logger": "egress", "msg": msg}
     doc.update(fields)
-    _PENDING.append(orjson.dumps(doc, default=str))
+    queue(orjson.dumps(doc, default=str))
+
+
+def direct() -> bool:
+    """log_fast writes its own lines: setup_logging owns the output and no handler listens on
+    the egress logger (the caller checked the level)."""
+    return _FAST["stream"] is not None and not LOGGER.handlers
+
+
+def now() -> str:
+    """The `ts` of a line written now (JsonFormatter's format, milliseconds, UTC)."""
+    return _timestamp(time.time())
+
+
+def queue(line: bytes) -> None:
+    """One finished JSON line for the next batched write (log_fast's lines, and the access
+    log's when direct())."""
+    _PENDING.append(line)
     if len(_PENDING) == 1:
         try:
             asyncio.get_running_loop().call_soon(flush)

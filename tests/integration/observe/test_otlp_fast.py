@@ -91,3 +91,33 @@ async def test_failures_are_failures(otlp_receiver):
     too_small = _exporter(otlp_receiver.url, max_request_size=10)
     assert await asyncio.to_thread(too_small.export, encoded) is SpanExportResult.FAILURE
     assert otlp_receiver.requests == []
+
+
+async def test_urllib3_and_requests_transports_send_the_same_request(otlp_receiver, monkeypatch, tmp_path):
+    """The lighter transport (no proxy, netrc or credential provider in the environment) and
+    requests (kept when a proxy variable is set; NO_PROXY sends this one direct) deliver the
+    same body and the same OTLP headers to a real receiver."""
+    from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+    encoded = [telemetry._Encoded(d) for d in otlp.encode_exchange(
+        normal(), "x", telemetry.server_attrs, telemetry.client_attrs, telemetry.clean_attrs)]
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url, "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=acme"}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NETRC"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    kinds = []
+    for proxy in (None, "http://127.0.0.1:9"):
+        if proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy)
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        exporter = telemetry._exporter(environ)
+        exporter.set_resource(RESOURCE, telemetry.SCOPE)
+        kinds.append(type(exporter.inner._client._transport))
+        assert await asyncio.to_thread(exporter.export, encoded) is SpanExportResult.SUCCESS
+        exporter.shutdown()
+    assert kinds == [Urllib3HTTPTransport, RequestsHTTPTransport]
+    a, b = otlp_receiver.requests
+    assert a == b and a.SerializeToString() == b.SerializeToString()
+    for h in otlp_receiver.headers:
+        assert h["Content-Type"] == "application/x-protobuf" and h["x-tenant"] == "acme"
+        assert h["User-Agent"].startswith("OTel-OTLP-Exporter-Python/")

@@ -187,3 +187,53 @@ def test_a_value_length_limit_keeps_the_sdk_path(monkeypatch):
         assert type(obs.spans) is telemetry.SpanBuilder
     finally:
         obs._owned[0].shutdown()
+
+
+def _transport(monkeypatch, home, **env):
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NETRC",
+                "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    exporter = telemetry._exporter({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318"})
+    return exporter.inner._client._transport
+
+
+def test_urllib3_transport_when_requests_would_add_nothing(monkeypatch, tmp_path):
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+    from requests.utils import DEFAULT_CA_BUNDLE_PATH
+    t = _transport(monkeypatch, tmp_path)
+    assert type(t) is Urllib3HTTPTransport
+    assert t._pool.connection_pool_kw["ca_certs"] == DEFAULT_CA_BUNDLE_PATH   # requests' own bundle
+    assert t._pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+
+
+def test_ca_bundle_and_certificate_files_carry_over(monkeypatch, tmp_path):
+    bundle, ca = tmp_path / "bundle.pem", tmp_path / "ca.pem"
+    bundle.write_text("x")
+    ca.write_text("y")
+    t = _transport(monkeypatch, tmp_path, OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca))
+    assert t._pool.connection_pool_kw["ca_certs"] == str(ca)
+    t = _transport(monkeypatch, tmp_path, OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca), REQUESTS_CA_BUNDLE=str(bundle))
+    assert t._pool.connection_pool_kw["ca_certs"] == str(bundle)   # requests lets the environment win
+
+
+@pytest.mark.parametrize("env, netrc", [
+    ({"HTTPS_PROXY": "http://proxy.internal:3128"}, False), ({"http_proxy": "http://proxy.internal:3128"}, False),
+    ({"ALL_PROXY": "socks5://proxy.internal"}, False), ({"NETRC": "/etc/netrc"}, False), ({}, True),
+    ({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "pkg:provider"}, False),
+    ({"REQUESTS_CA_BUNDLE": "DIR"}, False),
+], ids=["https-proxy", "lowercase-proxy", "all-proxy", "netrc-env", "netrc-file", "credential-provider",
+        "ca-directory"])
+def test_requests_stays_when_it_would_differ(monkeypatch, tmp_path, env, netrc):
+    from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+    if netrc:
+        (tmp_path / ".netrc").write_text("machine collector.example login a password b\n")
+    env = {k: (str(tmp_path) if v == "DIR" else v) for k, v in env.items()}
+    if "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER" in env:
+        # the SDK would load that session itself (and fail on this made-up name): only our gate is tested
+        assert telemetry.requests_would_differ(env) == "otel_python_exporter_otlp_http_traces_credential_provider"
+        return
+    assert type(_transport(monkeypatch, tmp_path, **env)) is RequestsHTTPTransport

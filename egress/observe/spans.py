@@ -34,8 +34,9 @@ SCOPE = "egress.observe"  # the instrumentation scope of every span
 
 
 class _Encoded:
-    """A span already encoded by otlp.py, queued in the BatchSpanProcessor like a ReadableSpan
-    (it keeps what is sampled: this is, our decision was made before building)."""
+    """A span already encoded by otlp.py, queued in the BatchSpanProcessor as a ReadableSpan
+    would be (the processor keeps only what carries a sampled context: ours always does, the
+    keep-or-drop decision was made before building, in observe.py)."""
 
     __slots__ = ("data",)
     context = trace_api.SpanContext(1, 1, is_remote=False, trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED))

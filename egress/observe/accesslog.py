@@ -13,7 +13,7 @@ import logging
 import orjson
 
 from egress.exchange import Exchange
-from egress.observe.logs import LOGGER, direct, log_fast, milliseconds, now, queue
+from egress.observe.logs import LOGGER, direct, log_fast, now, queue
 
 MESSAGE = "access"
 
@@ -52,7 +52,7 @@ def _line(ex: Exchange, operation: str) -> bytes:
         "operation": operation or None,
         "method": ex.method if len(ex.method) <= 16 else ex.method[:16],
         "status": ex.status,
-        "duration_ms": milliseconds(ex.duration_s),
+        "duration_ms": round(ex.duration_s * 1000, 3),
         "contract": ex.contract,
         "reason": ex.reason,
         "attempts": len(ex.attempts),

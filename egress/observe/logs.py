@@ -63,19 +63,6 @@ def _timestamp(now: float) -> str:
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the ".mmmZ" tail of every millisecond, formatted once
 
 
-def milliseconds(seconds: float) -> float:
-    """round(seconds * 1000, 3), the same float, without round()'s decimal conversion when the
-    thousandths are not near a tie: |y - k| < 0.499 cannot change sides within the product's
-    rounding error (< 2e-4 below 1e12), and k / 1000.0 is then the double nearest k/1000, which
-    is what round() returns; near a tie, at zero (its sign) or for huge values, round() decides."""
-    y = seconds * 1000 * 1000.0
-    if 0.0 < y < 1e12:
-        k = round(y)
-        if abs(y - k) < 0.499:
-            return k / 1000.0
-    return round(seconds * 1000, 3)
-
-
 def flush() -> None:
     """Write the pending access-log lines in one call (a failing stream drops them, as
     logging's handlers do: a log line never fails a request)."""

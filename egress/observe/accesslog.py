@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 
+import orjson
+
 from egress.exchange import Exchange
-from egress.observe.logs import LOGGER, log_fast
+from egress.observe.logs import LOGGER, direct, log_fast, now, queue
 
 MESSAGE = "access"
 
@@ -40,7 +42,39 @@ def access_fields(ex: Exchange, operation: str) -> dict:
     return fields
 
 
+def _line(ex: Exchange, operation: str) -> bytes:
+    """The whole JSON line log_fast would write for access_fields(ex, operation), built as one
+    dict (test_accesslog_direct.py holds the two to the same bytes)."""
+    doc = {
+        "ts": now(), "level": "info", "logger": "egress", "msg": MESSAGE,
+        "caller": ex.caller,
+        "upstream": (ex.upstream.name if ex.upstream else "") or None,
+        "operation": operation or None,
+        "method": ex.method if len(ex.method) <= 16 else ex.method[:16],
+        "status": ex.status,
+        "duration_ms": round(ex.duration_s * 1000, 3),
+        "contract": ex.contract,
+        "reason": ex.reason,
+        "attempts": len(ex.attempts),
+        "request_bytes": ex.request_bytes,
+        "response_bytes": ex.response_bytes,
+        "events": sorted({e.name for e in ex.events if e.name != "egress.credential_injected"}),
+        "via": ex.target_kind or None,
+        "trace_id": ex.trace_id,
+        "span_id": ex.span_id,
+    }
+    stream = ex.stream
+    if stream is not None:
+        doc["stream_end"], doc["stream_items"], doc["stream_bytes"] = stream.end, stream.items, stream.bytes
+    return orjson.dumps(doc, default=str)
+
+
 def write(ex: Exchange, operation: str) -> None:
-    """INFO line; skipped cheaply when the egress logger is above INFO."""
+    """INFO line; skipped cheaply when the egress logger is above INFO.  When log_fast would
+    write the line itself, it is built here as one dict and queued (no second level check,
+    no merge of the fields into log_fast's document)."""
     if LOGGER.isEnabledFor(logging.INFO):
-        log_fast(MESSAGE, access_fields(ex, operation))
+        if direct():
+            queue(_line(ex, operation))
+        else:
+            log_fast(MESSAGE, access_fields(ex, operation))

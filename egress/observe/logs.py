@@ -57,7 +57,10 @@ def _timestamp(now: float) -> str:
     second = int(now)
     if second != _SECOND[0]:  # strftime once a second, not once a line
         _SECOND[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_SECOND[1]}.{int(now * 1000) % 1000:03d}Z"
+    return _SECOND[1] + _MILLIS[int(now * 1000) % 1000]
+
+
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the ".mmmZ" tail of every millisecond, formatted once
 
 
 def flush() -> None:
@@ -97,7 +100,24 @@ def log_fast(msg: str, fields: dict) -> None:
         return
     doc = {"ts": _timestamp(time.time()), "level": "info", "logger": "egress", "msg": msg}
     doc.update(fields)
-    _PENDING.append(orjson.dumps(doc, default=str))
+    queue(orjson.dumps(doc, default=str))
+
+
+def direct() -> bool:
+    """log_fast writes its own lines: setup_logging owns the output and no handler listens on
+    the egress logger (the caller checked the level)."""
+    return _FAST["stream"] is not None and not LOGGER.handlers
+
+
+def now() -> str:
+    """The `ts` of a line written now (JsonFormatter's format, milliseconds, UTC)."""
+    return _timestamp(time.time())
+
+
+def queue(line: bytes) -> None:
+    """One finished JSON line for the next batched write (log_fast's lines, and the access
+    log's when direct())."""
+    _PENDING.append(line)
     if len(_PENDING) == 1:
         try:
             asyncio.get_running_loop().call_soon(flush)

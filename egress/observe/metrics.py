@@ -24,6 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BREAKER_STATES = ("closed", "open", "half_open")
 MAX_LABEL_VALUES = 100  # per open vocabulary (keywords, reasons, event names, kinds)
+MEMO_SIZE = 8192  # label tuples kept per Metrics (beyond: computed each time, same answer)
 
 
 def status_class(status: int | None) -> str:
@@ -97,6 +98,8 @@ class Metrics:
         self.breaker_snapshot: Callable[[], dict] | None = None
         self._keywords, self._reasons, self._names = _Vocabulary(), _Vocabulary(), _Vocabulary()
         self._breakers = _Vocabulary(2000)
+        self._memo: dict[tuple, tuple] = {}  # values -> their label tuple (vocabularies' answers, kept)
+        self._per_upstream: dict[str, list] = {}  # upstream -> [request, attempt] histograms
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -114,11 +117,26 @@ class Metrics:
     # ------------------------------------------------------------ per exchange
     def observe(self, ex: Exchange, operation: str) -> None:
         up = ex.upstream_name
-        outcome = self._reasons(ex.reason) if ex.reason else "ok"
-        self.inc("requests", (up, operation, status_class(ex.status), outcome))
-        self._hist("request_duration", (up,)).observe(ex.duration_s)
+        reason = ex.reason
+        memo = self._memo
+        key = (up, operation, ex.status, reason)
+        labels = memo.get(key)
+        if labels is None:  # a vocabulary's answer for a value never changes: keep it
+            labels = (up, operation, status_class(ex.status), self._reasons(reason) if reason else "ok")
+            if len(memo) < MEMO_SIZE:
+                memo[key] = labels
+        d = self.counters["requests"]
+        d[labels] = d.get(labels, 0.0) + 1.0
+        hists = self._per_upstream.get(up)
+        if hists is None:
+            hists = [self._hist("request_duration", (up,)), None]  # an attempt's: when there is one
+            if len(self._per_upstream) < MEMO_SIZE:
+                self._per_upstream[up] = hists
+        hists[0].observe(ex.duration_s)
         if ex.attempts:
-            h = self._hist("attempt_duration", (up,))
+            h = hists[1]
+            if h is None:
+                h = hists[1] = self._hist("attempt_duration", (up,))
             for a in ex.attempts:
                 if a.end_ns:
                     h.observe(max(0, a.end_ns - a.start_ns) / 1e9)
@@ -129,12 +147,31 @@ class Metrics:
             self.inc("stream_bytes", (up,), stream.bytes)
             if stream.first_byte_s is not None:
                 self._hist("stream_first_byte", (up,)).observe(stream.first_byte_s)
-        names, inc = self._names, self.inc
-        for e in ex.events:
+        if ex.events:
+            self._events(ex.events, up)
+
+    def _events(self, events, up: str) -> None:
+        names, inc, memo = self._names, self.inc, self._memo
+        counts = self.counters["events"]
+        for e in events:
             name = e.name
-            inc("events", (up, names(name)))
+            key = ("events", up, name)
+            labels = memo.get(key)
+            if labels is None:
+                labels = (up, names(name))
+                if len(memo) < MEMO_SIZE:
+                    memo[key] = labels
+            counts[labels] = counts.get(labels, 0.0) + 1.0
             if name == "egress.token_stripped" or name == "egress.internal_token_in_body":
-                inc("tokens", (names(e.attrs.get("where")), names(e.attrs.get("kind"))))
+                attrs = e.attrs
+                where, kind = attrs.get("where"), attrs.get("kind")
+                key = ("tokens", where, kind) if type(where) is str and type(kind) is str else None
+                labels = memo.get(key) if key is not None else None
+                if labels is None:
+                    labels = (names(where), names(kind))
+                    if key is not None and len(memo) < MEMO_SIZE:
+                        memo[key] = labels
+                inc("tokens", labels)
             elif name == "egress.contract_violation":
                 inc("violations", (up, self._keywords(e.attrs.get("keyword") or "unknown")))
             elif name == "egress.retry":

@@ -69,7 +69,8 @@ class Observability:
             built = telemetry.provider_from_env(environ, self._count_spans)
             if built is not None:
                 provider, self._owned = built[0], built
-        self.spans = telemetry.SpanBuilder(provider) if provider is not None else None
+        processor = self._owned[1] if self._owned is not None else None
+        self.spans = telemetry.span_builder(provider, processor) if provider is not None else None
         if self.spans is not None:
             log(logging.INFO, "tracing enabled", sampler=self.sampler.name, ratio=self.sampler.ratio,
                 exporter="injected" if self._owned is None else "otlp")

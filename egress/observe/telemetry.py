@@ -1,42 +1,35 @@
-"""Traces: the only module importing opentelemetry.  Sampling, exporter set-up from the
-standard OTEL_* environment, and hand-made spans built after the fact from an Exchange.
+"""Traces: with spans.py, the only modules importing opentelemetry.  Sampling and exporter
+set-up from the standard OTEL_* environment; the spans themselves are built in spans.py.
 
 - `Sampler.from_env(environ)`: OTEL_TRACES_SAMPLER / _ARG (always_on, always_off,
   traceidratio, parentbased_*).  Defaults: `parentbased_traceidratio`, ratio 0.1.  The
   decision is a pure function of the trace id (same as the SDK's TraceIdRatioBased) and
   the caller's sampled flag; anomalous exchanges are kept regardless (observe.py).
 - `provider_from_env(environ)`: a TracerProvider with a BatchSpanProcessor to an OTLP
-  exporter (http/protobuf or grpc), or None when no exporter is configured.
-- `SpanBuilder.build(ex, operation)`: one SERVER span with the exchange's own ids
-  (trace_id / span_id, parent = the caller's span), one CLIENT span per attempt, the
-  exchange's events on the SERVER span; explicit start/end times.  Attribute values pass an
-  allowlist of types, strings are cut to 256 characters; `url.full` has no query and its
-  secret-looking path segments masked (`templating.mask_secrets`).
+  exporter (http/protobuf or grpc), or None when no exporter is configured.  For
+  http/protobuf the exporter is `_OtlpBytes`: the SDK exporter's transport fed bytes
+  encoded by otlp.py (`span_builder` then gives `spans.FastSpans`, else `spans.SpanBuilder`).
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import os
 from typing import Any, Mapping
 
-from opentelemetry import trace as trace_api
-from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
-from egress.exchange import Exchange
-from egress.observe.templating import mask_secrets
+from egress.observe import otlp
+from egress.observe.spans import (  # noqa: F401 (re-exported: the names telemetry always had)
+    MAX_LIST, MAX_STR, SCOPE, FastSpans, SpanBuilder, _Encoded, clean_attrs, clean_value, client_attrs, server_attrs)
 
 log = logging.getLogger("egress")
 
-MAX_STR = 256
-MAX_LIST = 64
 _RATIO_LIMIT = (1 << 64) - 1
 DEFAULT_SAMPLER, DEFAULT_RATIO = "parentbased_traceidratio", 0.1
 BSP_DEFAULTS = {"OTEL_BSP_MAX_QUEUE_SIZE": 16384, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 1024,
@@ -138,7 +131,117 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
     if endpoint is None:
         endpoint = (base.rstrip("/") + "/v1/traces") if base else "http://localhost:4318/v1/traces"
-    return Http(endpoint=endpoint, headers=headers or None)
+    http = Http(endpoint=endpoint, headers=headers or None)
+    _lighter_transport(http)
+    return _OtlpBytes(http) if _OtlpBytes.usable(http) else http
+
+
+_REQUESTS_ENV = ("http_proxy", "https_proxy", "all_proxy", "netrc",
+                 "otel_python_exporter_otlp_http_credential_provider",
+                 "otel_python_exporter_otlp_http_traces_credential_provider")
+
+
+def requests_would_differ(environ: Mapping[str, str] = os.environ) -> str | None:
+    """What, if anything, a requests.Session would add to a plain urllib3 pool for the
+    exporter's POST: a proxy or netrc credentials from the environment, a credential-provider
+    session.  None: the two send the same request to the same place (the CA bundle requests
+    would take from the environment is resolved in _lighter_transport)."""
+    for key in environ:
+        if key.lower() in _REQUESTS_ENV:
+            return key.lower()
+    home = os.path.expanduser("~")
+    for name in (".netrc", "_netrc"):
+        if os.path.exists(os.path.join(home, name)):
+            return name
+    return None
+
+
+def _lighter_transport(http) -> None:
+    """The SDK's own urllib3 transport in place of its requests one (~2.3x less CPU per
+    export: requests merges environment settings, hooks and adapters on every POST), with
+    the same TLS settings (requests' CA bundle when verify is on, the OTEL_* certificate
+    files); only when requests_would_differ() finds nothing, else requests stays."""
+    try:
+        from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+        from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+        from requests.utils import DEFAULT_CA_BUNDLE_PATH
+    except ImportError:
+        return
+    client = getattr(http, "_client", None)
+    current = getattr(client, "_transport", None)
+    session = getattr(current, "_session", None)
+    if type(current) is not RequestsHTTPTransport or session is None or requests_would_differ():
+        return
+    # requests: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE win over the session's verify; True is its
+    # bundled CA file; a directory is loaded as a CA directory (not what urllib3's ca_certs does)
+    verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or session.verify
+    if verify is True:
+        verify = DEFAULT_CA_BUNDLE_PATH
+    if isinstance(verify, str) and os.path.isdir(verify):
+        return
+    client._transport = Urllib3HTTPTransport(verify=verify, cert=session.cert)
+    current.close()
+
+
+def _sdk_span_bytes(span: ReadableSpan) -> bytes:
+    """The SDK's own encoding of one span (the exchanges the fast path left to SpanBuilder)."""
+    return encode_spans([span]).resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+
+
+class _OtlpBytes(SpanExporter):
+    """The OTLP/HTTP exporter's transport (endpoint, headers, TLS, compression, retries, timeout)
+    fed one ExportTraceServiceRequest built from encoded spans (`_Encoded`, from otlp.py) and
+    SDK spans (encoded here by the SDK's encoder), instead of encode_spans over the whole batch
+    in the exporter thread.  `usable()`: the installed exporter still has the seam used
+    (`_client.export(bytes)`); if a release moves it, the plain exporter is used (slower, same
+    output; tests/unit/observe/test_otlp.py fails so the change is seen)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.envelope: tuple[bytes, bytes, str, str] | None = None  # resource, scope (set_resource)
+
+    @staticmethod
+    def usable(inner) -> bool:
+        return callable(getattr(getattr(inner, "_client", None), "export", None))
+
+    def set_resource(self, resource: Resource, scope_name: str) -> None:
+        """Encode the resource and the scope once, from a probe span of the SDK's own making."""
+        probe_provider = TracerProvider(resource=resource)
+        tracer = probe_provider.get_tracer(scope_name)
+        tracer.sampler = ALWAYS_ON
+        probe = tracer.start_span("probe")
+        probe.end()
+        rs = encode_spans([probe]).resource_spans[0]
+        ss = rs.scope_spans[0]
+        self.envelope = (rs.resource.SerializeToString(), ss.scope.SerializeToString(), rs.schema_url, ss.schema_url)
+
+    def export(self, spans) -> SpanExportResult:
+        if getattr(self.inner, "_shutdown", False) or self.envelope is None:
+            return SpanExportResult.FAILURE
+        encoded = []
+        for item in spans:
+            if type(item) is _Encoded:
+                encoded.append(item.data)
+                continue
+            try:
+                encoded.append(_sdk_span_bytes(item))
+            except Exception as exc:  # protobuf refused a value: that span only is lost
+                log.error("Failed to encode span: %s", type(exc).__name__)
+        resource, scope, rschema, sschema = self.envelope
+        data = otlp.request(resource, scope, encoded, rschema, sschema)
+        limit = getattr(self.inner, "_max_request_size", 0) or 0
+        if limit > 0 and len(data) > limit:
+            log.warning("Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
+                        len(data), limit)
+            return SpanExportResult.FAILURE
+        result = self.inner._client.export(data)
+        return SpanExportResult.SUCCESS if getattr(result, "success", False) else SpanExportResult.FAILURE
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def provider_from_env(environ: Mapping[str, str], count) -> tuple[TracerProvider, SpanProcessor] | None:
@@ -153,114 +256,17 @@ def provider_from_env(environ: Mapping[str, str], count) -> tuple[TracerProvider
         export_timeout_millis=_env_int(environ, "OTEL_BSP_EXPORT_TIMEOUT"))
     provider = TracerProvider(resource=resource_from_env(environ))
     provider.add_span_processor(processor)
+    if isinstance(processor.span_exporter.inner, _OtlpBytes):
+        processor.span_exporter.inner.set_resource(provider.resource, SCOPE)
     return provider, processor
 
 
-# ---------------------------------------------------------------- span building
-def clean_value(value: Any) -> Any:
-    """An attribute value allowed out (str/int/float/bool or a list of them), else None."""
-    if isinstance(value, str):
-        return value[:MAX_STR]
-    if isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, (list, tuple)):
-        items = [clean_value(v) for v in value[:MAX_LIST] if isinstance(v, (str, bool, int, float))]
-        kinds = {type(v) for v in items}
-        return items if len(kinds) == 1 else ([str(v) for v in items] if items else None)
-    return None
-
-
-def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in attrs.items():
-        v = clean_value(value)
-        if v is not None and isinstance(key, str):
-            out[key[:64]] = v
-    return out
-
-
-class _PresetIds(IdGenerator):
-    """Hands out the ids the pipeline already chose (set just before start_span), else random."""
-
-    def __init__(self) -> None:
-        self.trace_id = 0
-        self.span_id = 0
-        self._rand = random.Random()
-
-    def generate_trace_id(self) -> int:
-        value, self.trace_id = self.trace_id, 0
-        return value or self._rand.getrandbits(128) or 1
-
-    def generate_span_id(self) -> int:
-        value, self.span_id = self.span_id, 0
-        return value or self._rand.getrandbits(64) or 1
-
-
-class SpanBuilder:
-    def __init__(self, provider) -> None:
-        tracer = provider.get_tracer("egress.observe")
-        # our own decision was made before building (observe.py): record every span built,
-        # with the ids the pipeline already put in the problem+json answer and the logs
-        self.ids = _PresetIds()
-        tracer.sampler, tracer.id_generator = ALWAYS_ON, self.ids
-        self.tracer = tracer
-
-    def build(self, ex: Exchange, operation: str) -> None:
-        up = ex.upstream
-        end = ex.end_ns or ex.start_ns
-        trace_id = int(ex.trace_id, 16) if ex.trace_id else 0
-        if ex.traceparent and trace_id:
-            parent = trace_api.SpanContext(trace_id, int(ex.traceparent, 16), is_remote=True,
-                                           trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED))
-            ctx = trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent), Context())
-        else:
-            ctx = Context()
-            self.ids.trace_id = trace_id
-        self.ids.span_id = int(ex.span_id, 16) if ex.span_id else 0
-        attrs: dict[str, Any] = {"http.request.method": ex.method[:16], "egress.contract.result": ex.contract}
-        if ex.status is not None:
-            attrs["http.response.status_code"] = ex.status
-        if ex.reason:
-            attrs["error.type"] = ex.reason
-        if ex.caller:
-            attrs["egress.caller"] = ex.caller
-        if up is not None:
-            attrs["egress.upstream"] = up.name
-            attrs["egress.operation"] = operation
-            if ex.operation:
-                attrs["http.route"] = ex.operation
-        if ex.stream is not None:
-            attrs.update({"egress.stream.kind": ex.stream.kind, "egress.stream.end": ex.stream.end,
-                          "egress.stream.items": ex.stream.items, "egress.stream.bytes": ex.stream.bytes,
-                          "egress.stream.violations": ex.stream.violations})
-            if ex.stream.first_byte_s is not None:
-                attrs["egress.stream.first_byte_ms"] = round(ex.stream.first_byte_s * 1000, 3)
-        denied = ex.denied_host
-        if denied:
-            attrs["egress.denied_host"] = str(denied)[:MAX_STR]
-        server = self.tracer.start_span(operation or ex.method[:16], ctx, SpanKind.SERVER, attrs,
-                                        start_time=ex.start_ns)
-        if ex.status is not None and ex.status >= 500:
-            server.set_status(Status(StatusCode.ERROR, ex.reason or None))
-        for e in ex.events:
-            server.add_event(e.name[:64], clean_attrs(e.attrs), timestamp=e.time_ns)
-        child_ctx = trace_api.set_span_in_context(server, Context())
-        for a in ex.attempts:
-            cattrs: dict[str, Any] = {"http.request.method": ex.method[:16], "url.full": mask_secrets(a.url)[:MAX_STR],
-                                      "egress.upstream": up.name if up else "", "egress.attempt": a.number}
-            if up is not None:
-                cattrs["server.address"], cattrs["server.port"] = up.host, up.port
-            if a.number > 1:
-                cattrs["http.request.resend_count"] = a.number - 1
-            if a.status is not None:
-                cattrs["http.response.status_code"] = a.status
-            if a.error:
-                cattrs["error.type"] = a.error
-            elif a.status is not None and a.status >= 500:
-                cattrs["error.type"] = str(a.status)
-            client = self.tracer.start_span(operation or ex.method[:16], child_ctx, SpanKind.CLIENT, cattrs,
-                                            start_time=a.start_ns)
-            if a.error or (a.status is not None and a.status >= 400):
-                client.set_status(Status(StatusCode.ERROR))
-            client.end(end_time=a.end_ns or end)
-        server.end(end_time=end)
+def span_builder(provider, processor: SpanProcessor | None = None):
+    """FastSpans for our own OTLP/HTTP exporter when the SDK's limits cannot cut what we
+    write; else SpanBuilder (an injected provider: tests, embedders; grpc; console)."""
+    exporter = getattr(getattr(processor, "span_exporter", None), "inner", None)
+    if isinstance(exporter, _OtlpBytes):
+        limits = SpanLimits()
+        if limits.max_attribute_length is None and limits.max_span_attribute_length is None:
+            return FastSpans(provider, processor, limits)
+    return SpanBuilder(provider)

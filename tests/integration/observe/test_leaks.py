@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -38,7 +39,9 @@ async def provider_handler(request):
         "Set-Cookie": f"s={MARK}-set-cookie", "X-Provider-Secret": f"{MARK}-resp-hdr"})
 
 
-async def test_no_marker_anywhere(egress, providers, egress_logs):
+@pytest.mark.parametrize("sink", ["sdk-in-memory", "otlp-fast-path"])
+async def test_no_marker_anywhere(egress, providers, egress_logs, otlp_receiver, sink):
+    """Both span paths: the SDK's (an injected provider) and ours to a real OTLP receiver."""
     p = await providers(provider_handler)
     spans = InMemorySpanExporter()
     tp = TracerProvider()
@@ -51,7 +54,9 @@ async def test_no_marker_anywhere(egress, providers, egress_logs):
         {"name": "rep", "url": p.url + "/v2", "contract": "payments.yaml", "mode": "report", **common},
         {"name": "free", "url": p.url + "/v3", **common},
         {"name": "blocked", "url": "http://127.0.0.1:9/v4", "callers": ["checkout"]},
-    ], environ={"OTEL_TRACES_SAMPLER": "always_on"}, tracer_provider=tp)
+    ], environ={"OTEL_TRACES_SAMPLER": "always_on",
+                **({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url} if sink == "otlp-fast-path" else {})},
+        tracer_provider=tp if sink == "sdk-in-memory" else None)
     jwt = make_jwt(ISSUER, sub=f"{MARK}-jwt-sub")
     headers = {"Authorization": f"Bearer {MARK}-auth", "Cookie": f"sid={MARK}-cookie",
                "X-Internal-Token": f"{MARK}-internal", "X-Custom": f"{MARK}-custom", "X-Debug": jwt,
@@ -78,18 +83,28 @@ async def test_no_marker_anywhere(egress, providers, egress_logs):
                      data=orjson.dumps({"token": jwt, "v": f"{MARK}-blocked-body"}))        # token in body
     proxy.obs.on_store_event("redis_down", "ConnectionError talking to redis:6379/0")
 
+    if sink == "otlp-fast-path":
+        assert type(proxy.obs.spans).__name__ == "FastSpans"
+        await proxy.obs.shutdown()  # flush: every span reached the receiver
+        exported = [s for _, s in otlp_receiver.spans()]
+        span_text = "\n".join(r.SerializeToString().decode("utf-8", "replace") for r in otlp_receiver.requests)
+        span_text += "\n".join(str(r) for r in otlp_receiver.requests)
+        names = {e.name for s in exported for e in s.events}
+    else:
+        exported = spans.get_finished_spans()
+        span_text = "\n".join(s.to_json() for s in exported)
+        names = {e.name for s in exported for e in s.events}
     outputs = {
-        "spans": "\n".join(s.to_json() for s in spans.get_finished_spans()),
+        "spans": span_text,
         "logs": "\n".join(egress_logs.lines),
         "metrics": (await proxy.admin_get("/metrics")).decode(),
         "inventory": (await proxy.admin_get("/admin/inventory")).decode(),
     }
-    assert len(spans.get_finished_spans()) >= len(calls) + 2
+    assert len(exported) >= len(calls) + 2
     assert sum('"msg": "access"' in l or '"msg":"access"' in l for l in egress_logs.lines) == len(calls) + 2
     for where, text in outputs.items():
         assert MARK not in text, f"marker leaked into {where}: ...{text[max(0, text.find(MARK) - 200):text.find(MARK) + 60]}"
         assert jwt.split(".")[1] not in text, where
     # the anomalies themselves are there, by name
-    names = {e.name for s in spans.get_finished_spans() for e in s.events}
     assert {"egress.token_stripped", "egress.contract_violation", "egress.retry", "egress.redirect_blocked",
             "egress.address_blocked", "egress.credential_injected"} <= names

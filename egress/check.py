@@ -82,9 +82,12 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold |
     """Decode every coding of every Content-Encoding field under max_decompressed_bytes;
     the decoded bytes (or the body itself) are taken from `hold` as they appear."""
     cap = up.limits.max_decompressed_bytes
-    decoder = bodies.StreamDecoder(resp.headers.getall("Content-Encoding", []), cap)
+    fields = resp.headers.getall("Content-Encoding", [])
+    codings = bodies.parse_encodings(fields) if fields else None
+    # no field, or only `identity` / empty ones: the body itself, no decoder set up
+    decoder = bodies.StreamDecoder(codings, cap) if codings else None
     try:
-        if decoder.identity:
+        if decoder is None:
             decoded = resp.body
             if hold is not None:
                 hold.grow(len(decoded))

@@ -23,8 +23,8 @@ from typing import NoReturn
 from yarl import URL
 
 from egress.config import Upstream
-from egress.contracts.items import stream_kind
-from egress.contracts.media import is_json, media_type, select
+from egress.contracts.items import SEQUENTIAL
+from egress.contracts.media import is_json, media_type, select_media
 from egress.contracts.operation import check_read
 from egress.contracts.results import CheckResult, Violation
 from egress.errors import (
@@ -154,14 +154,17 @@ class ResponseFacts:
 
 def response_facts(op, status: int, headers) -> ResponseFacts:
     """Read a response's facts once (see ResponseFacts); `op` is a contracts.Operation or None."""
-    values = headers.getall("Content-Type", [])
+    values = headers.getall("Content-Type", ())
     first = values[0] if values else None
     content_type = first if len(values) < 2 else content_type_of(headers)
+    media = media_type(content_type)
     spec = op.response_for(status) if op is not None else None
     return ResponseFacts(
-        op, status, headers, content_type, is_json(media_type(content_type)), spec,
-        select(spec.content, content_type) if spec is not None and spec.content else None,
-        200 <= status < 300 and status not in (204, 205) and stream_kind(first) is not None)
+        op, status, headers, content_type, is_json(media), spec,
+        select_media(spec.content, media) if spec is not None and spec.content else None,
+        # the stream test reads the first field (stream_kind(headers.get("Content-Type")))
+        200 <= status < 300 and status not in (204, 205)
+        and (media if first is content_type else media_type(first)) in SEQUENTIAL)
 
 
 def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Exchange,

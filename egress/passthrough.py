@@ -49,11 +49,10 @@ _NO_BODY = frozenset({204, 205, 304})
 def wanted(op, up: Upstream, method: str, status: int, headers, *, has_contract: bool,
            keep_unmatched: bool) -> bool:
     """Whether nothing will validate this response's body (so it may pass as it arrives)."""
-    return _wanted(check.response_facts(op, status, headers), op, up, method, has_contract=has_contract,
-                   keep_unmatched=keep_unmatched)
+    return _wanted(check.response_facts(op, status, headers), op, up, method, has_contract, keep_unmatched)
 
 
-def _wanted(facts: check.ResponseFacts, op, up: Upstream, method: str, *, has_contract: bool,
+def _wanted(facts: check.ResponseFacts, op, up: Upstream, method: str, has_contract: bool,
             keep_unmatched: bool) -> bool:
     status = facts.status
     if method == "HEAD" or status in _NO_BODY or is_redirect(status) or status == 429 \
@@ -81,15 +80,15 @@ class Decision:
 
     __slots__ = ("facts", "has_contract", "keep_unmatched", "method", "op", "up")
 
-    def __init__(self, op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool) -> None:
+    def __init__(self, op, up: Upstream, method: str, has_contract: bool, keep_unmatched: bool) -> None:
         self.op, self.up, self.method = op, up, method
         self.has_contract, self.keep_unmatched = has_contract, keep_unmatched
         self.facts: check.ResponseFacts | None = None  # of the last response decided
 
     def __call__(self, status: int, headers) -> bool:
         facts = self.facts = check.response_facts(self.op, status, headers)
-        return facts.sequential or _wanted(facts, self.op, self.up, self.method, has_contract=self.has_contract,
-                                           keep_unmatched=self.keep_unmatched)
+        return facts.sequential or _wanted(facts, self.op, self.up, self.method, self.has_contract,
+                                           self.keep_unmatched)
 
     def facts_of(self, resp: UpstreamResponse) -> check.ResponseFacts:
         """What was read of this response when it was decided (read now if it never was)."""
@@ -101,7 +100,7 @@ class Decision:
 
 def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool) -> Decision:
     """The send stage's hook: True for a sequential stream (stream_respond.py) or a pass-through body."""
-    return Decision(op, up, method, has_contract=has_contract, keep_unmatched=keep_unmatched)
+    return Decision(op, up, method, has_contract, keep_unmatched)
 
 
 async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, hold: Hold, *,

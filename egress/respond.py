@@ -115,10 +115,11 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
 
 # what forwarded_headers does with a header name, as the provider wrote it (a bounded memo:
 # a provider sends few distinct names; a name over _MEMO_NAME characters is never kept)
-_FORWARD, _TYPE, _COOKIE, _DROP = 0, 1, 2, 3
+_FORWARD, _TYPE, _COOKIE, _CONNECTION, _DROP = 0, 1, 2, 3, 4
 _MEMO: dict[str, int] = {}
-_NAMED: dict[str, tuple[str, ...]] = {}  # one Connection field value -> the allowlisted names it lists
+_NAMED: dict[str, frozenset[str]] = {}  # one Connection field value -> the allowlisted names it lists
 _MEMO_SIZE, _MEMO_NAME = 2048, 64
+_SEVERAL = object()  # more than one Connection field (never a memo key)
 
 
 def _kind(name: str) -> int:
@@ -129,6 +130,8 @@ def _kind(name: str) -> int:
         kind = _FORWARD
     elif low.startswith("set-cookie"):
         kind = _COOKIE
+    elif low == "connection":
+        kind = _CONNECTION
     else:
         kind = _DROP
     if len(name) <= _MEMO_NAME and len(_MEMO) < _MEMO_SIZE:
@@ -136,13 +139,11 @@ def _kind(name: str) -> int:
     return kind
 
 
-def _connection_named(source, fields: list[str]) -> tuple[str, ...]:
+def _connection_named(source, connection) -> frozenset[str]:
     """The allowlisted names the `Connection` fields list (usually none: `keep-alive`, `close`)."""
-    named = _NAMED.get(fields[0]) if len(fields) == 1 else None
-    if named is None:
-        named = tuple(t for t in connection_tokens(source) if _kind(t) <= _TYPE)
-        if len(fields) == 1 and len(fields[0]) <= _MEMO_NAME and len(_NAMED) < _MEMO_SIZE:
-            _NAMED[fields[0]] = named
+    named = frozenset(t for t in connection_tokens(source) if _kind(t) <= _TYPE)
+    if connection is not _SEVERAL and len(connection) <= _MEMO_NAME and len(_NAMED) < _MEMO_SIZE:
+        _NAMED[connection] = named
     return named
 
 
@@ -151,22 +152,27 @@ def forwarded_headers(resp: UpstreamResponse, ex: Exchange) -> CIMultiDict[str]:
     stream_respond.py): allowlisted (FORWARDED, FORWARDED_PREFIXES), not hop-by-hop (named in
     `Connection`), one Content-Type (the first)."""
     source = resp.headers
-    fields = source.getall("Connection", ())
-    named = _connection_named(source, fields) if fields else ()
     pairs = []
     typed = cookie_dropped = False
+    connection = None  # the one Connection field's value, or _SEVERAL
     memo = _MEMO
     for name, value in source.items():
         kind = memo.get(name)
         if kind is None:
             kind = _kind(name)
         if kind == _FORWARD or (kind == _TYPE and not typed):
-            if named and name.lower() in named:
-                continue
             typed = typed or kind == _TYPE
             pairs.append((name, value))
         elif kind == _COOKIE:
             cookie_dropped = True
+        elif kind == _CONNECTION:
+            connection = value if connection is None else _SEVERAL
+    if connection is not None:
+        named = _NAMED.get(connection) if connection is not _SEVERAL else None
+        if named is None:
+            named = _connection_named(source, connection)
+        if named:  # hop-by-hop for this message (every Content-Type field, if it names that)
+            pairs = [(name, value) for name, value in pairs if name.lower() not in named]
     if cookie_dropped:
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
     return CIMultiDict(pairs)

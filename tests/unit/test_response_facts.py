@@ -23,7 +23,7 @@ from egress import check, passthrough
 from egress.config import settings_from_dict
 from egress.contracts.body import BodyError, parse_json
 from egress.contracts.items import stream_kind
-from egress.contracts.media import is_json, media_type, select
+from egress.contracts.media import _specificity, is_json, media_type, select
 from egress.contracts.operation import MediaSpec, Operation, ResponseSpec, _judge
 from egress.contracts.results import UNMATCHED, VALID, CheckResult, Violation
 from egress.errors import EgressError
@@ -37,6 +37,16 @@ JSON, OCTET, CSV, SSE = "application/json", "application/octet-stream", "text/cs
 # --- ORACLE: the code before the cut, verbatim but for names ------------------------------------
 
 _NO_BODY = frozenset({204, 205, 304})
+
+
+def old_select(declared, content_type):
+    actual = media_type(content_type)
+    best, best_score = None, -1
+    for key, entry in declared.items():
+        score = (0 if key == "*/*" else -1) if actual is None else _specificity(key, actual)
+        if score > best_score:
+            best, best_score = entry, score
+    return best
 
 
 def old_content_type_of(headers):
@@ -67,7 +77,7 @@ def old_wanted(op, up, method, status, headers, *, has_contract, keep_unmatched)
         return False
     if not spec.content:
         return True
-    return select(spec.content, content_type) is not None and not is_json(media_type(content_type))
+    return old_select(spec.content, content_type) is not None and not is_json(media_type(content_type))
 
 
 def old_operation_check(op, status, content_type, body, *, max_depth=64, max_violations=10, drift=False,
@@ -77,7 +87,7 @@ def old_operation_check(op, status, content_type, body, *, max_depth=64, max_vio
         return UNMATCHED
     if not spec.content:
         return VALID
-    entry = select(spec.content, content_type)
+    entry = old_select(spec.content, content_type)
     if entry is None:
         declared = ", ".join(spec.content)
         return CheckResult("violated", "unexpected_content_type",
@@ -277,6 +287,17 @@ def test_facts_of_a_decided_response_are_the_ones_read_then(tmp_path):
     undecided = passthrough.stream_if(op, upstream("enforce"), "GET", has_contract=True, keep_unmatched=False)
     assert undecided.facts is None and undecided.facts_of(resp).content_type == JSON
     assert not read.of(None, resp) and not read.of(op, again) and read.of(op, resp)
+
+
+DECLARED = [{"application/json": 1}, {"*/*": 1, "application/json": 2}, {"text/*": 1, "text/csv": 2, "*/*": 3},
+            {"image/*": 1}, {"*/*": 1}, {}, {"Application/JSON": 1}]
+
+
+@pytest.mark.parametrize("declared", DECLARED, ids=[",".join(d) or "none" for d in DECLARED])
+def test_select_with_its_exact_fast_path_is_the_old_select(declared):
+    for types in CONTENT_TYPES + (("*/*",), ("text/csv; q=1",), ("TEXT/HTML",)):
+        content_type = types[0] if types else None
+        assert select(declared, content_type) == old_select(declared, content_type), content_type
 
 
 @pytest.mark.parametrize("types,content_type,first_is_stream", [

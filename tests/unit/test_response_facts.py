@@ -312,3 +312,10 @@ def test_content_type_fields_read_once(types, content_type, first_is_stream):
     assert facts.content_type == content_type and facts.sequential is first_is_stream
     assert facts.json is (content_type == JSON) and facts.spec is None and facts.entry is None
 
+
+
+def test_no_operation_is_unmatched_with_or_without_facts():
+    up, resp = upstream("enforce"), response(200, (JSON,), b"{}")
+    for facts in (None, check.response_facts(None, 200, resp.headers)):
+        assert outcome(check.check_contract, None, resp, b"{}", up, facts=facts) == \
+            outcome(old_check_contract, None, resp, b"{}", up) == (("verdict", "unmatched"), "unmatched", [], False)

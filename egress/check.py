@@ -23,6 +23,9 @@ from typing import NoReturn
 from yarl import URL
 
 from egress.config import Upstream
+from egress.contracts.items import SEQUENTIAL
+from egress.contracts.media import is_json, media_type, select_media
+from egress.contracts.operation import check_read
 from egress.contracts.results import CheckResult, Violation
 from egress.errors import (
     ContractViolation,
@@ -82,9 +85,12 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold |
     """Decode every coding of every Content-Encoding field under max_decompressed_bytes;
     the decoded bytes (or the body itself) are taken from `hold` as they appear."""
     cap = up.limits.max_decompressed_bytes
-    decoder = bodies.StreamDecoder(resp.headers.getall("Content-Encoding", []), cap)
+    fields = resp.headers.getall("Content-Encoding", [])
+    codings = bodies.parse_encodings(fields) if fields else None
+    # no field, or only `identity` / empty ones: the body itself, no decoder set up
+    decoder = bodies.StreamDecoder(codings, cap) if codings else None
     try:
-        if decoder.identity:
+        if decoder is None:
             decoded = resp.body
             if hold is not None:
                 hold.grow(len(decoded))
@@ -111,11 +117,6 @@ def decode_body(resp: UpstreamResponse, up: Upstream, ex: Exchange, hold: Hold |
     return Checked(decoded, decoded is not resp.body, hold)
 
 
-def _content_type(resp: UpstreamResponse) -> str | None:
-    """The one Content-Type; None when absent.  Several differing fields: `_AMBIGUOUS`."""
-    return content_type_of(resp.headers)
-
-
 def content_type_of(headers) -> str | None:
     """The one Content-Type of these headers; None when absent.  Several differing: `_AMBIGUOUS`."""
     values = headers.getall("Content-Type", [])
@@ -128,19 +129,50 @@ _AMBIGUOUS = "\x00ambiguous"
 AMBIGUOUS = _AMBIGUOUS  # what content_type_of says for several differing Content-Type fields
 
 
-def _status_undeclared(op, status: int) -> CheckResult | None:
-    """A 2xx/3xx the operation does not declare is a violation; 4xx/5xx pass as unmatched."""
-    if op.response_for(status) is not None or status >= 400:
-        return None
-    return CheckResult("violated", "contract_violation", (Violation(
-        "", "status", "/responses", f"status {status} is not declared by the operation"),))
+class ResponseFacts:
+    """What one response is, read once from its status and headers: the pass-through decision
+    (passthrough.py), the stream test (stream_respond.sequential) and check_contract all use it.
+
+    A value: set at construction, never changed.  `op` and `headers` are what it was read from
+    (check_contract reads again for any other response)."""
+
+    __slots__ = ("content_type", "entry", "headers", "json", "op", "sequential", "spec", "status")
+
+    def __init__(self, op, status: int, headers, content_type: str | None, json: bool, spec, entry,
+                 sequential: bool) -> None:
+        self.op, self.status, self.headers = op, status, headers
+        self.content_type = content_type  # content_type_of(headers): None, one value, or AMBIGUOUS
+        self.json = json  # is_json(media_type(content_type))
+        self.spec = spec  # op.response_for(status); None without an operation or undeclared
+        self.entry = entry  # select(spec.content, content_type) when content is declared, else None
+        self.sequential = sequential  # stream_respond.sequential(status, headers)
+
+    def of(self, op, resp: UpstreamResponse) -> bool:
+        """Whether these are the facts of this operation's response (else they are read again)."""
+        return self.op is op and self.headers is resp.headers and self.status == resp.status
+
+
+def response_facts(op, status: int, headers) -> ResponseFacts:
+    """Read a response's facts once (see ResponseFacts); `op` is a contracts.Operation or None."""
+    values = headers.getall("Content-Type", ())
+    first = values[0] if values else None
+    content_type = first if len(values) < 2 else content_type_of(headers)
+    media = media_type(content_type)
+    spec = op.response_for(status) if op is not None else None
+    return ResponseFacts(
+        op, status, headers, content_type, is_json(media), spec,
+        select_media(spec.content, media) if spec is not None and spec.content else None,
+        # the stream test reads the first field (stream_kind(headers.get("Content-Type")))
+        200 <= status < 300 and status not in (204, 205)
+        and (media if first is content_type else media_type(first)) in SEQUENTIAL)
 
 
 def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Exchange,
-                   *, drift: bool = False) -> str:
+                   *, drift: bool = False, facts: ResponseFacts | None = None) -> str:
     """Validate against the operation; returns the effective mode's verdict for the exchange.
 
-    `op` is a contracts.Operation or None (no contract operation matched)."""
+    `op` is a contracts.Operation or None (no contract operation matched); `facts` what the
+    pass-through decision already read of this response (read here when absent or another's)."""
     if op is None:
         ex.contract = "unmatched"
         return ex.contract
@@ -148,14 +180,17 @@ def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Ex
     if mode == "off":
         ex.contract = "unchecked"
         return ex.contract
-    content_type = _content_type(resp)
-    result = _status_undeclared(op, resp.status)
-    if result is None and content_type is _AMBIGUOUS:
+    if facts is None or not facts.of(op, resp):
+        facts = response_facts(op, resp.status, resp.headers)
+    if facts.spec is None and resp.status < 400:  # a 2xx/3xx the operation does not declare
+        result = CheckResult("violated", "contract_violation", (Violation(
+            "", "status", "/responses", f"status {resp.status} is not declared by the operation"),))
+    elif facts.content_type is _AMBIGUOUS:
         result = CheckResult("violated", "unexpected_content_type", detail="several differing Content-Type fields")
-    if result is None:
-        result = op.check(resp.status, content_type, body,
-                          max_depth=up.limits.max_json_depth, max_violations=up.limits.max_violations,
-                          drift=drift)
+    else:
+        result = check_read(facts.spec, facts.entry, facts.json, body,
+                            max_depth=up.limits.max_json_depth, max_violations=up.limits.max_violations,
+                            drift=drift)
     if result.outcome == "unmatched":
         ex.event("egress.contract_unmatched", anomaly=False, status=resp.status)
     if result.drift:

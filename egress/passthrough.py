@@ -34,14 +34,13 @@ from aiohttp import web
 
 from egress import check
 from egress.config import Upstream
-from egress.contracts.media import is_json, media_type, select
 from egress.errors import EgressError, ProxyOverloaded, ResponseTooLarge, UpstreamTimeout
 from egress.exchange import Exchange, StreamFacts
 from egress.respond import build_response, forwarded_headers
 from egress.send.bodies import parse_encodings
 from egress.send.client import UpstreamResponse, is_redirect
 from egress.send.inflight import Hold
-from egress.stream_respond import CallerGone, cut_by, end_stream, sequential, settle_unended
+from egress.stream_respond import CallerGone, cut_by, end_stream, settle_unended
 
 WINDOW = 65536  # bytes read ahead: a body that ends within them is answered whole, as before
 _NO_BODY = frozenset({204, 205, 304})
@@ -50,31 +49,58 @@ _NO_BODY = frozenset({204, 205, 304})
 def wanted(op, up: Upstream, method: str, status: int, headers, *, has_contract: bool,
            keep_unmatched: bool) -> bool:
     """Whether nothing will validate this response's body (so it may pass as it arrives)."""
+    return _wanted(check.response_facts(op, status, headers), op, up, method, has_contract, keep_unmatched)
+
+
+def _wanted(facts: check.ResponseFacts, op, up: Upstream, method: str, has_contract: bool,
+            keep_unmatched: bool) -> bool:
+    status = facts.status
     if method == "HEAD" or status in _NO_BODY or is_redirect(status) or status == 429 \
             or status in up.retry.on_status:
         return False
     if not has_contract or ((op.mode or up.mode) if op is not None else up.mode) == "off":
         return True
-    content_type = check.content_type_of(headers)
-    learn = keep_unmatched and is_json(media_type(content_type))  # the recorder wants it whole
+    learn = keep_unmatched and facts.json  # the recorder wants it whole
     if op is None:
         return not learn
-    spec = op.response_for(status)
+    spec = facts.spec
     if spec is None:  # undeclared: a 2xx/3xx is a violation (read whole), a 4xx/5xx passes unmatched
         return status >= 400 and not learn
-    if content_type is check.AMBIGUOUS:
+    if facts.content_type is check.AMBIGUOUS:
         return False
     if not spec.content:  # declared without content: any body
         return True
-    return select(spec.content, content_type) is not None and not is_json(media_type(content_type))
+    return facts.entry is not None and not facts.json
 
 
-def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool):
+class Decision:
+    """The send stage's hook (`stream_if`): called with an attempt's status and headers, True for
+    a sequential stream (stream_respond.py) or a pass-through body.  It reads each response once
+    (check.ResponseFacts) and keeps what it read of the last one for the stages after it."""
+
+    __slots__ = ("facts", "has_contract", "keep_unmatched", "method", "op", "up")
+
+    def __init__(self, op, up: Upstream, method: str, has_contract: bool, keep_unmatched: bool) -> None:
+        self.op, self.up, self.method = op, up, method
+        self.has_contract, self.keep_unmatched = has_contract, keep_unmatched
+        self.facts: check.ResponseFacts | None = None  # of the last response decided
+
+    def __call__(self, status: int, headers) -> bool:
+        facts = self.facts = check.response_facts(self.op, status, headers)
+        return facts.sequential or _wanted(facts, self.op, self.up, self.method, self.has_contract,
+                                           self.keep_unmatched)
+
+    def facts_of(self, resp: UpstreamResponse) -> check.ResponseFacts:
+        """What was read of this response when it was decided (read now if it never was)."""
+        facts = self.facts
+        if facts is None or not facts.of(self.op, resp):
+            facts = check.response_facts(self.op, resp.status, resp.headers)
+        return facts
+
+
+def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatched: bool) -> Decision:
     """The send stage's hook: True for a sequential stream (stream_respond.py) or a pass-through body."""
-    def decide(status: int, headers) -> bool:
-        return sequential(status, headers) or wanted(op, up, method, status, headers, has_contract=has_contract,
-                                                     keep_unmatched=keep_unmatched)
-    return decide
+    return Decision(op, up, method, has_contract, keep_unmatched)
 
 
 async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, hold: Hold, *,

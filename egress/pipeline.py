@@ -122,7 +122,8 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
         await resp.release()
         resp = await send()
     state.limits.provider_answered(up, ex.operation, resp.status, resp.headers, ex)
-    if resp.stream is not None and stream_respond.sequential(resp.status, resp.headers):
+    facts = streams.facts_of(resp)  # read once when it was decided (check.ResponseFacts)
+    if resp.stream is not None and facts.sequential:
         # SSE / NDJSON: checked and forwarded event by event (stream_respond.py)
         return await stream_respond.relay(request, resp, op, up, ex, has_contract=contract is not None,
                                           recorder=rt.recorder)
@@ -135,7 +136,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
     if contract is not None:
         try:
             check.check_contract(op, resp, checked.body, up, ex,
-                                  drift=state.wants_drift(up.name, ex.operation))
+                                 drift=state.wants_drift(up.name, ex.operation), facts=facts)
         except BaseException:
             checked.release()  # refused: this body is not forwarded
             raise

@@ -12,6 +12,8 @@ body.  The answer gives back its share of the in-flight budget once written.
 
 from __future__ import annotations
 
+import inspect
+
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -56,15 +58,19 @@ def _accepts(accept_encoding: str | None, codings: list[str]) -> bool:
 class HeldResponse(web.StreamResponse):
     """The answer, written in CHUNK-sized pieces (a slow caller never makes the transport
     buffer a second copy of a large body); gives back its share of the in-flight budget once
-    written (or, the caller gone mid-write, when collected)."""
+    written (or, the caller gone mid-write, when collected).  It takes `headers` as its own
+    (Content-Length is set in them): the caller does not use them again."""
 
     # the headers go out with the first piece of the body (as web.Response's do): one send(2)
     # per small answer instead of two
     _send_headers_immediately = False
 
     def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
-        super().__init__(status=status, headers=headers)
-        self.content_length = len(body)
+        headers["Content-Length"] = str(len(body))  # what the content_length setter writes
+        if _REAL_HEADERS:  # taken as they are (as web.Response does), not copied
+            super().__init__(status=status, _real_headers=headers)
+        else:
+            super().__init__(status=status, headers=headers)
         self._egress_body = body
         self._egress_hold = hold  # collected with this response: the hold gives back then
 
@@ -84,12 +90,19 @@ class HeldResponse(web.StreamResponse):
                 self._egress_hold.release()
 
 
+# aiohttp's own web.Response hands StreamResponse its headers uncopied through `_real_headers`
+# (3.10+); an aiohttp without it gets them copied, as any caller's
+_REAL_HEADERS = "_real_headers" in inspect.signature(web.StreamResponse.__init__).parameters
+
+
 def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
                    accept_encoding: str | None) -> web.StreamResponse:
     headers = forwarded_headers(resp, ex)
     body = resp.body
-    codings = parse_encodings(resp.headers.getall("Content-Encoding", []))
-    headers.popall("Content-Encoding", None)
+    fields = resp.headers.getall("Content-Encoding", ())
+    codings = parse_encodings(fields) if fields else ()
+    if fields:  # (forwarded_headers holds a Content-Encoding only if the provider sent one)
+        headers.popall("Content-Encoding", None)
     if checked.encoded and not _accepts(accept_encoding, codings):
         body = checked.body
     elif codings:  # one field naming exactly the codings egress undid (no `identity`)
@@ -100,19 +113,66 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
     return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)
 
 
+# what forwarded_headers does with a header name, as the provider wrote it (a bounded memo:
+# a provider sends few distinct names; a name over _MEMO_NAME characters is never kept)
+_FORWARD, _TYPE, _COOKIE, _CONNECTION, _DROP = 0, 1, 2, 3, 4
+_MEMO: dict[str, int] = {}
+_NAMED: dict[str, frozenset[str]] = {}  # one Connection field value -> the allowlisted names it lists
+_MEMO_SIZE, _MEMO_NAME = 2048, 64
+_SEVERAL = object()  # more than one Connection field (never a memo key)
+
+
+def _kind(name: str) -> int:
+    low = name.lower()
+    if low == "content-type":
+        kind = _TYPE
+    elif low in FORWARDED or low.startswith(FORWARDED_PREFIXES):
+        kind = _FORWARD
+    elif low.startswith("set-cookie"):
+        kind = _COOKIE
+    elif low == "connection":
+        kind = _CONNECTION
+    else:
+        kind = _DROP
+    if len(name) <= _MEMO_NAME and len(_MEMO) < _MEMO_SIZE:
+        _MEMO[name] = kind
+    return kind
+
+
+def _connection_named(source, connection) -> frozenset[str]:
+    """The allowlisted names the `Connection` fields list (usually none: `keep-alive`, `close`)."""
+    named = frozenset(t for t in connection_tokens(source) if _kind(t) <= _TYPE)
+    if connection is not _SEVERAL and len(connection) <= _MEMO_NAME and len(_NAMED) < _MEMO_SIZE:
+        _NAMED[connection] = named
+    return named
+
+
 def forwarded_headers(resp: UpstreamResponse, ex: Exchange) -> CIMultiDict[str]:
     """The provider's headers a caller may see, by allowlist (also for streamed answers,
-    stream_respond.py)."""
-    connection_named = connection_tokens(resp.headers)
-    headers: CIMultiDict[str] = CIMultiDict()
-    cookie_dropped = False
-    for name, value in resp.headers.items():
-        low = name.lower()  # allowlisted (FORWARDED, FORWARDED_PREFIXES) and not hop-by-hop
-        if ((low in FORWARDED or low.startswith(FORWARDED_PREFIXES)) and low not in connection_named
-                and not (low == "content-type" and "Content-Type" in headers)):
-            headers.add(name, value)
-        elif low.startswith("set-cookie"):
+    stream_respond.py): allowlisted (FORWARDED, FORWARDED_PREFIXES), not hop-by-hop (named in
+    `Connection`), one Content-Type (the first)."""
+    source = resp.headers
+    pairs = []
+    typed = cookie_dropped = False
+    connection = None  # the one Connection field's value, or _SEVERAL
+    memo = _MEMO
+    for name, value in source.items():
+        kind = memo.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if kind == _FORWARD or (kind == _TYPE and not typed):
+            typed = typed or kind == _TYPE
+            pairs.append((name, value))
+        elif kind == _COOKIE:
             cookie_dropped = True
+        elif kind == _CONNECTION:
+            connection = value if connection is None else _SEVERAL
+    if connection is not None:
+        named = _NAMED.get(connection) if connection is not _SEVERAL else None
+        if named is None:
+            named = _connection_named(source, connection)
+        if named:  # hop-by-hop for this message (every Content-Type field, if it names that)
+            pairs = [(name, value) for name, value in pairs if name.lower() not in named]
     if cookie_dropped:
         ex.event("egress.header_dropped", anomaly=False, name="set-cookie")
-    return headers
+    return CIMultiDict(pairs)

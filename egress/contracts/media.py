@@ -41,7 +41,13 @@ def _specificity(declared: str, actual: str) -> int:
 
 def select(declared: Mapping[str, T], content_type: str | None) -> T | None:
     """The entry whose (lower-case, parameter-free) key best covers the actual content type."""
-    actual = media_type(content_type)
+    return select_media(declared, media_type(content_type))
+
+
+def select_media(declared: Mapping[str, T], actual: str | None) -> T | None:
+    """select() for a content type already parsed (`media_type(content_type)`)."""
+    if actual in declared:  # exact: no key scores higher, and no other key equals it
+        return declared[actual]
     best, best_score = None, -1
     for key, entry in declared.items():
         if actual is None:

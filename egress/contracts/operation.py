@@ -65,22 +65,32 @@ class Operation:
               max_violations: int = 10, drift: bool = False, max_drift: int = 20) -> CheckResult:
         """Judge one response.  The result never contains a value taken from the body."""
         spec = self.response_for(status)
-        if spec is None:
-            return UNMATCHED
-        if not spec.content:  # None: no content declared; {}: declared empty
-            return VALID
-        entry = select(spec.content, content_type)
-        if entry is None:
-            declared = ", ".join(spec.content)
-            return CheckResult("violated", "unexpected_content_type",
-                               detail=f"content type not among the declared ({declared})")
-        if not is_json(media_type(content_type)):
-            return VALID
-        try:
-            instance = parse_json(body, max_depth)
-        except BodyError as exc:
-            return CheckResult("violated", "invalid_json", detail=str(exc))
-        return _judge(entry, instance, max_depth, max_violations, drift, max_drift)
+        entry = select(spec.content, content_type) if spec is not None and spec.content else None
+        return check_read(spec, entry, is_json(media_type(content_type)), body, max_depth=max_depth,
+                          max_violations=max_violations, drift=drift, max_drift=max_drift)
+
+
+def check_read(spec: ResponseSpec | None, entry: MediaSpec | None, json: bool, body: bytes, *,
+               max_depth: int = 64, max_violations: int = 10, drift: bool = False,
+               max_drift: int = 20) -> CheckResult:
+    """Operation.check of a response whose facts are already read (check.ResponseFacts): `spec`
+    its status's response_for, `entry` the declared media entry select() chose for its content
+    type (None: none covers it, or no content declared), `json` whether that type is JSON."""
+    if spec is None:
+        return UNMATCHED
+    if not spec.content:  # None: no content declared; {}: declared empty
+        return VALID
+    if entry is None:
+        declared = ", ".join(spec.content)
+        return CheckResult("violated", "unexpected_content_type",
+                           detail=f"content type not among the declared ({declared})")
+    if not json:
+        return VALID
+    try:
+        instance = parse_json(body, max_depth)
+    except BodyError as exc:
+        return CheckResult("violated", "invalid_json", detail=str(exc))
+    return _judge(entry, instance, max_depth, max_violations, drift, max_drift)
 
 
 def _judge(entry: MediaSpec, instance: Any, max_depth: int, max_violations: int, drift: bool,

@@ -121,6 +121,9 @@ class _Stage:
 class StreamDecoder:
     """Decodes exactly what the caller's client would: every member, every field, in order.
 
+    `content_encoding_fields` are the field values, or the codings parse_encodings gave for
+    them (it reads its own output unchanged).
+
     `feed(chunk)` returns the decoded bytes that chunk completes (possibly b"");
     `finish()` says the input ended and returns what is left.  Both raise
     ResponseTooLarge past `max_decoded` bytes at any stage, UnexpectedContentEncoding for a

@@ -90,7 +90,12 @@ def test_redirect_policy(case):
 DECODED = [
     # id, headers, wire body, decoded, still encoded on the wire
     ("identity", [], b"x" * 300, b"x" * 300, False),
+    # no coding named: no decoder is set up, the body is the wire body itself
+    ("identity-named", [("Content-Encoding", "Identity")], b"x" * 300, b"x" * 300, False),
+    ("empty-fields", [("Content-Encoding", ""), ("Content-Encoding", " , ")], b"x" * 300, b"x" * 300, False),
     ("gzip", [("Content-Encoding", "gzip")], gzip.compress(b"y" * 300), b"y" * 300, True),
+    ("identity-then-gzip", [("Content-Encoding", "identity"), ("Content-Encoding", "GZIP")],
+     gzip.compress(b"y" * 300), b"y" * 300, True),
 ]
 
 
@@ -103,6 +108,7 @@ def test_decoded_bytes_are_held_then_given_back(case, with_hold):
     checked = check.decode_body(response(200, headers, wire), settings().upstreams[0], ex,
                                 budget.hold() if with_hold else None)
     assert (checked.body, checked.encoded, ex.response_bytes) == (decoded, encoded, len(decoded))
+    assert (checked.body is wire) is not encoded
     assert budget.in_use == (len(decoded) if with_hold else 0)
     checked.release()
     assert budget.in_use == 0

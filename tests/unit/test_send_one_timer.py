@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from egress.config import BreakerSettings, Retry, settings_from_dict
+from egress.config import BreakerSettings, Retry
 from egress.errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
-from egress.send.client import UpstreamClient
 from egress.send.resilience import BreakerRegistry, RetryBudget, call_with_resilience
 from tests.fakes import FakeProvider, RawProvider, each_closed
+from tests.unit.test_client_transport_mutants import client  # noqa: F401 - the fixture
 
 RETRY = Retry(attempts=3, backoff=0.1, max_backoff=2.0, on_status=(503,), max_retry_after=5.0)
 
@@ -103,19 +102,6 @@ async def test_without_a_bound_retries_as_before():
 
 
 @pytest.fixture
-async def client():
-    async def make(url: str, **over) -> UpstreamClient:
-        doc = {"name": "pay", "url": url, "allow_private_addresses": ["127.0.0.1/32"], **over}
-        up = settings_from_dict({"upstreams": [doc]}, base_dir=Path("."), environ={}).upstreams[0]
-        c = UpstreamClient(up)
-        await c.start()
-        return c
-
-    async with each_closed(make, close="close") as made:
-        yield made
-
-
-@pytest.fixture
 async def slow_hops():
     """/hop/N waits `pause` then redirects to /hop/N-1; /hop/0 answers 200."""
     pause = 0.4
@@ -133,7 +119,7 @@ async def slow_hops():
     await fake.stop()
 
 
-async def test_redirect_hops_share_the_attempts_timeout(slow_hops, client):
+async def test_redirect_hops_share_the_attempts_timeout(slow_hops, client):  # noqa: F811
     c = await client(slow_hops.url, redirects={"follow": True, "max_hops": 5})
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):  # three hops of 0.4 s each: 1.2 s > 1.0 s
@@ -142,7 +128,7 @@ async def test_redirect_hops_share_the_attempts_timeout(slow_hops, client):
     assert 0.9 < took < 1.15, took
 
 
-async def test_redirect_hops_within_the_timeout_are_followed(slow_hops, client):
+async def test_redirect_hops_within_the_timeout_are_followed(slow_hops, client):  # noqa: F811
     c = await client(slow_hops.url, redirects={"follow": True, "max_hops": 5})
     resp = await c.send("GET", "/hop/2", CIMultiDict(), b"", timeout=3.0)
     assert resp.status == 200 and resp.body == b'{"ok": true}'
@@ -192,7 +178,7 @@ CAPPED = [
 
 @pytest.mark.parametrize("pieces, expected, cap", [(*c[1:], 65536) for c in READS] + [(*c[1:], CAP) for c in CAPPED],
                          ids=[c[0] for c in READS + CAPPED])
-async def test_the_body_is_read_whole_under_the_cap(pieces, expected, cap, client):
+async def test_the_body_is_read_whole_under_the_cap(pieces, expected, cap, client):  # noqa: F811
     async with each_closed(lambda s: RawProvider(s).start()) as make:
         fake = await make(raw(*pieces))
         c = await client(fake.url, limits={"max_response_bytes": cap})

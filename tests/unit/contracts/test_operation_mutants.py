@@ -112,7 +112,8 @@ def test_the_cli_explains_a_refusal(tmp_path, case):
     _, doc, ctype, body, lines = case
     file = tmp_path / "body"
     file.write_bytes(body)
-    assert check_file(contract(tmp_path, doc, name="api.json"), "GET", "/x", 200, file, content_type=ctype) == (1, lines)
+    answer = check_file(contract(tmp_path, doc, name="api.json"), "GET", "/x", 200, file, content_type=ctype)
+    assert answer == (1, lines)
 
 
 @pytest.mark.parametrize("ctype", ["application/json", "text/plain", None], ids=["json", "text", "none"])

@@ -5,7 +5,8 @@ Each case names the breakage it catches: a redirect out of the upstream's base p
 the stage, the blocked event's attributes, decoded bytes not counted against (or not given back
 to) the in-flight budget, an undeclared 400 refused like an undeclared 2xx, several Content-Type
 fields let through, no Content-Type at all crashing, the upstream's depth and violation limits
-ignored, drift computed unasked or counted as an anomaly, and every event's exact attributes.
+ignored, drift computed unasked, unbounded or counted as an anomaly, every event's exact attributes,
+and content_type_of crashing on a response with no or one Content-Type.
 """
 
 from __future__ import annotations
@@ -196,6 +197,9 @@ CONTRACT = [
     ("drift-not-looked-for-unasked", {}, 200, JSON, b'{"f0": 1, "extra": 1}', {}, ("valid", None, [], False)),
     ("drift-asked-is-no-anomaly", {}, 200, JSON, b'{"f0": 1, "extra": 1}', {"drift": True},
      ("valid", None, [("egress.contract_drift", {"fields": ["/extra"]})], False)),
+    ("drift-bounded-at-20", {}, 200, JSON, json.dumps({"f0": 1, **{f"d{i:02}": i for i in range(30)}}).encode(),
+     {"drift": True}, ("valid", None, [("egress.contract_drift", {"fields": [f"/d{i:02}" for i in range(20)]})],
+                       False)),
 ]
 
 
@@ -245,3 +249,14 @@ def test_several_content_types_are_refused_even_where_no_content_is_declared(tmp
                                                          "schema_path": "", "keyword": "unexpected_content_type"})]
     one_type = response(204, [("Content-Type", "text/plain")])
     assert check.check_contract(op, one_type, b"", up, Exchange("GET")) == "valid"
+
+
+@pytest.mark.parametrize("fields,expected", [
+    ([], None),
+    ([("Content-Type", "text/plain")], "text/plain"),
+    ([("Content-Type", "text/plain"), ("content-type", " TEXT/plain")], "text/plain"),
+    ([("Content-Type", "text/plain"), ("Content-Type", "text/html")], check.AMBIGUOUS),
+], ids=["absent", "one", "several-equal", "several-differing"])
+def test_content_type_of(fields, expected):
+    """response_facts calls it only for several fields; it answers for none and one too."""
+    assert check.content_type_of(CIMultiDictProxy(CIMultiDict(fields))) == expected

@@ -1,9 +1,10 @@
 """Operation.check, the cases that hold what scripts/mutants found unheld in contracts/operation.py.
 
 Each names the breakage it catches: the default bounds on violations and drift (check.py relies
-on the drift default), a response declared with empty content refused, the configured JSON depth
-ignored by the parser or by the drift walk, drift lost beside violations, a value the validator
-cannot represent passed under another reason, the empty verdict's log pointing nowhere.
+on check_read's drift default), check_read's defaults drifting from Operation.check's, a response
+declared with empty content refused, the configured JSON depth ignored by the parser or by the drift
+walk, drift lost beside violations, a value the validator cannot represent passed under another
+reason, the empty verdict's log pointing nowhere, the CLI's explanation of a refusal lost or garbled.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import logging
 import jsonschema_rs
 import pytest
 
+from egress.contracts.check import check_file
 from egress.contracts.compiler import CompiledSchema
 from egress.contracts.drift import DriftFinder
-from egress.contracts.operation import MediaSpec, Operation, ResponseSpec
+from egress.contracts.media import select
+from egress.contracts.operation import MediaSpec, Operation, ResponseSpec, check_read
 
 from .helpers import compact, contract
 
@@ -68,6 +71,49 @@ def test_check(tmp_path, case):
     _, schema, body, kwargs, (outcome, reason, count, drift) = case
     result = _op(tmp_path, schema).check(200, "application/json", body, **kwargs)
     assert (result.outcome, result.reason, len(result.violations), result.drift) == (outcome, reason, count, drift)
+
+
+# check_read called without its bounds (check.check_contract leaves max_drift to it): the same
+# verdict as Operation.check without them, and the one the defaults promise
+DEFAULTS = [
+    ("depth-64", {"type": "object"}, _nested(64, {}), {}, ("violated", "invalid_json", 0, ())),
+    ("depth-63-parses", {"type": "object"}, _nested(63, {}), {}, ("valid", None, 0, ())),
+    ("violations-10", MANY, json.dumps({f"f{i}": "s" for i in range(30)}).encode(), {},
+     ("violated", "contract_violation", 10, ())),
+    ("drift-off", {"type": "object", "properties": {"a": {}}}, b'{"extra": 1}', {}, ("valid", None, 0, ())),
+    ("drift-20", {"type": "object", "properties": {"a": {}}}, json.dumps({f"d{i:02}": i for i in range(30)}).encode(),
+     {"drift": True}, ("valid", None, 0, tuple(f"/d{i:02}" for i in range(20)))),
+]
+
+
+@pytest.mark.parametrize("case", DEFAULTS, ids=[c[0] for c in DEFAULTS])
+def test_check_read_defaults_are_operation_checks(tmp_path, case):
+    _, schema, body, kwargs, (outcome, reason, count, drift) = case
+    op = _op(tmp_path, schema)
+    spec = op.response_for(200)
+    read = check_read(spec, select(spec.content, "application/json"), True, body, **kwargs)
+    assert read == op.check(200, "application/json", body, **kwargs)
+    assert (read.outcome, read.reason, len(read.violations), read.drift) == (outcome, reason, count, drift)
+
+
+# `egress contracts check` prints a refusal's detail under its verdict: the only explanation it gives
+DETAILS = [
+    ("type-not-declared", _openapi_with_content({"application/json": {"schema": {"type": "object"}},
+                                                 "application/xml": {}}), "text/plain", b"hello",
+     ["GET /x 200: violated (unexpected_content_type)",
+      "  content type not among the declared (application/json, application/xml)"]),
+    ("value-the-validator-cannot-represent", compact({"type": "string"}), "application/json", b"1" + b"0" * 5000,
+     ["GET /x 200: violated (invalid_json)", "  unsupported JSON value (ValueError)"]),
+]
+
+
+@pytest.mark.parametrize("case", DETAILS, ids=[c[0] for c in DETAILS])
+def test_the_cli_explains_a_refusal(tmp_path, case):
+    _, doc, ctype, body, lines = case
+    file = tmp_path / "body"
+    file.write_bytes(body)
+    answer = check_file(contract(tmp_path, doc, name="api.json"), "GET", "/x", 200, file, content_type=ctype)
+    assert answer == (1, lines)
 
 
 @pytest.mark.parametrize("ctype", ["application/json", "text/plain", None], ids=["json", "text", "none"])

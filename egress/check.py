@@ -23,7 +23,7 @@ from typing import NoReturn
 from yarl import URL
 
 from egress.config import Upstream
-from egress.contracts.items import SEQUENTIAL
+from egress.contracts.items import streamed
 from egress.contracts.media import is_json, media_type, select_media
 from egress.contracts.operation import check_read
 from egress.contracts.results import CheckResult, Violation
@@ -131,7 +131,7 @@ AMBIGUOUS = _AMBIGUOUS  # what content_type_of says for several differing Conten
 
 class ResponseFacts:
     """What one response is, read once from its status and headers: the pass-through decision
-    (passthrough.py), the stream test (stream_respond.sequential) and check_contract all use it.
+    (passthrough.py), the stream test (contracts.items.streamed) and check_contract all use it.
 
     A value: set at construction, never changed.  `op` and `headers` are what it was read from
     (check_contract reads again for any other response)."""
@@ -145,7 +145,7 @@ class ResponseFacts:
         self.json = json  # is_json(media_type(content_type))
         self.spec = spec  # op.response_for(status); None without an operation or undeclared
         self.entry = entry  # select(spec.content, content_type) when content is declared, else None
-        self.sequential = sequential  # stream_respond.sequential(status, headers)
+        self.sequential = sequential  # contracts.items.streamed(status, media of the first field)
 
     def of(self, op, resp: UpstreamResponse) -> bool:
         """Whether these are the facts of this operation's response (else they are read again)."""
@@ -162,9 +162,8 @@ def response_facts(op, status: int, headers) -> ResponseFacts:
     return ResponseFacts(
         op, status, headers, content_type, is_json(media), spec,
         select_media(spec.content, media) if spec is not None and spec.content else None,
-        # the stream test reads the first field (stream_kind(headers.get("Content-Type")))
-        200 <= status < 300 and status not in (204, 205)
-        and (media if first is content_type else media_type(first)) in SEQUENTIAL)
+        # the stream test reads the first field, as stream_kind(headers.get("Content-Type")) does
+        streamed(status, media if first is content_type else media_type(first)))
 
 
 def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Exchange,

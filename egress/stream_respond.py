@@ -1,6 +1,6 @@
 """Respond with a stream: each event forwarded as soon as it is complete and checked; a cut stream ends with one error event.
 
-    if stream_respond.sequential(status, headers): ...          # the send stage's stream_if
+    if facts.sequential: ...   # check.ResponseFacts, read once by the send stage's stream_if
     return await stream_respond.relay(request, resp, op, up, ex, has_contract=...)
 
 Reads the open UpstreamStream on `resp`, frames it (contracts/items.py), checks each item in
@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from egress.config import Upstream
-from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream, stream_kind
+from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream
 from egress.errors import ContractViolation, EgressError, InvalidJson, ResponseTooLarge, UnexpectedContentType
 from egress.exchange import Exchange, StreamFacts
 from egress.problem import problem_document
@@ -34,11 +34,6 @@ from egress.send.client import UpstreamResponse
 
 MAX_VIOLATION_EVENTS = 20  # span events per stream (report mode may see many more; all counted)
 _ENFORCE_ERRORS = {"contract_violation": ContractViolation, "invalid_json": InvalidJson}
-
-
-def sequential(status: int, headers) -> bool:
-    """Whether a response is streamed: a 2xx that has a body, with a sequential media type."""
-    return 200 <= status < 300 and status not in (204, 205) and stream_kind(headers.get("Content-Type")) is not None
 
 
 def error_item(kind: str, document: dict) -> bytes:

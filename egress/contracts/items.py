@@ -55,6 +55,12 @@ def stream_kind(content_type: str | None) -> str | None:
     return SEQUENTIAL.get(media_type(content_type) or "")
 
 
+def streamed(status: int, media: str | None) -> bool:
+    """Whether a response is streamed item by item: a 2xx that has a body, whose (parsed, see
+    media.media_type) media type is sequential.  The one stream test: check.response_facts uses it."""
+    return 200 <= status < 300 and status not in (204, 205) and media in SEQUENTIAL
+
+
 class _Framer:
     def __init__(self, max_item: int) -> None:
         self._buf = bytearray()

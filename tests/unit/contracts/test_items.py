@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from egress.contracts.compiler import compile_schema
-from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream, stream_kind
+from egress.contracts.items import ItemTooLarge, check_item, framer_for, plan_stream, stream_kind, streamed
 
 CHUNK = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
 
@@ -122,6 +122,18 @@ def test_sse_done_and_eventless_pass_unchecked(schema):
 ], ids=["sse", "sse-params", "ndjson", "jsonl", "json-seq", "json", "none"])
 def test_stream_kind(ctype, kind):
     assert stream_kind(ctype) == kind
+
+
+@pytest.mark.parametrize("status,streams", [
+    (199, False), (200, True), (201, True), (203, True), (204, False), (205, False), (206, True),
+    (299, True), (300, False), (304, False), (400, False), (500, False),
+])
+def test_streamed_is_a_2xx_with_a_body_and_a_sequential_media_type(status, streams):
+    for media in ("text/event-stream", "application/x-ndjson", "application/jsonl",
+                  "application/x-jsonlines", "application/json-seq"):
+        assert streamed(status, media) is streams
+    for media in ("application/json", "text/plain", "text/event-stream; charset=utf-8", "", None):
+        assert streamed(status, media) is False  # a parsed media type is asked for: no parameters
 
 
 def test_plan_without_operation():

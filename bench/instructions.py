@@ -125,7 +125,45 @@ def ratios(counts: dict[str, float]) -> dict[str, float]:
     return out
 
 
+#: the accounting's experiments: each piece taken out alone (flat.py's FLAT_WITHOUT, ablate.py's PIECES)
+FLAT_PIECES = ("route", "identity", "sanitize", "match", "check", "guarded", "timeout", "answer")
+EGRESS_PIECES = ("limits", "resilience", "metrics", "inventory", "baselines", "observe")
+
+
+def accounting_targets() -> list[str]:
+    return (["forwarder", "floor-proxy", "flat"] + [f"flat-no-{p}" for p in FLAT_PIECES]
+            + ["egress-quiet"] + [f"egress-no-{p}" for p in EGRESS_PIECES])
+
+
+def accounting(counts: dict[str, float]) -> list[tuple[str, str, float]]:
+    """(part, piece, k instructions) rows: what each piece costs (the whole less the whole without
+    it), and what no single removal explains (the rest of each part).  Absent targets give no row."""
+    rows: list[tuple[str, str, float]] = []
+
+    def part(name: str, whole: str, floor: str, prefix: str, pieces) -> None:
+        if whole not in counts or floor not in counts:
+            return
+        taken = 0.0
+        for p in pieces:
+            other = f"{prefix}-no-{p}"
+            if other in counts:
+                cost = counts[whole] - counts[other]
+                rows.append((name, p, round(cost, 1)))
+                if p not in ("guarded", "observe"):  # these overlap others (check; metrics+inventory+baselines)
+                    taken += cost
+        rows.append((name, "the rest (no single removal)", round(counts[whole] - counts[floor] - taken, 1)))
+
+    part("checks (flat - forwarder)", "flat", "forwarder", "flat", FLAT_PIECES)
+    part("scaffolding (egress-quiet - flat)", "egress-quiet", "flat", "egress", EGRESS_PIECES)
+    return rows
+
+
 def _argv(target: str, *, python: str, egress_bin: Path | None, port: int, cfg: Path, provider: str) -> list[str]:
+    if target.startswith("egress-no-"):
+        return [python, str(HERE / "ablate.py"), target.removeprefix("egress-no-"),
+                "serve", "--config", str(cfg), "--workers", "1"]
+    if target.startswith("flat-no-"):
+        target = "flat"  # the pieces go in FLAT_WITHOUT (_env)
     if target == "forwarder":
         return [python, str(HERE / "forwarder.py"), str(port), provider]
     if target == "floor-proxy":
@@ -201,8 +239,14 @@ def main() -> None:
     ap.add_argument("--target", action="append", default=[], metavar="NAME=DIR",
                     help="a source tree whose egress package is imported first (repeatable)")
     ap.add_argument("--obs", action="store_true", help="the full egress (access log, 10 %% spans) instead of egress-quiet")
-    ap.add_argument("--also", default="", help="comma-separated: forwarder,floor-proxy,flat (this tree's bench)")
+    ap.add_argument("--also", default="", help="comma-separated: forwarder, floor-proxy, flat, flat-no-PIECE, "
+                    "egress-no-PIECE (this tree's bench and egress; see flat.py, ablate.py)")
+    ap.add_argument("--accounting", action="store_true",
+                    help="what each piece costs: forwarder, floor-proxy, flat and egress-quiet, each with and "
+                    "without each piece, then the table (this tree; ~40 s a target at --n 1600)")
     a = ap.parse_args()
+    if a.accounting:
+        a.also = ",".join(accounting_targets())
     why = available()
     if why:
         sys.exit(f"valgrind {why}")
@@ -219,21 +263,31 @@ def main() -> None:
         headers = {"X-Egress-Caller": "checkout", "Authorization": f"Bearer {fixtures.internal_jwt()}",
                    "X-Internal-User": "u_42", "Accept": "application/json"}
         jobs = [(t, None) for t in a.also.split(",") if t] + [tuple(x.split("=", 1)) for x in a.target]
+        counts: dict[str, float] = {}
         for name, tree in jobs:
             port, aport = free_port(), free_port()
             cfg = fixtures.egress_config(work / f"{name}.yaml", port=port, admin_port=aport, provider_port=pport,
                                          violations_upstream=False)
             env = dict(base_env, EGRESS_LOG_LEVEL="warning", PYTHONPATH=tree or str(HERE))
+            if name.startswith("flat-no-"):
+                env["FLAT_WITHOUT"] = name.removeprefix("flat-no-")
             if tree and a.obs:
                 env.update({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1",
                             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp}", "EGRESS_LOG_LEVEL": "info",
                             "OTEL_SERVICE_NAME": "egress-bench"})
-            kind = "egress" if tree else name
+            kind = "egress" if tree or name == "egress-quiet" else name
             argv = _argv(kind, python=python, egress_bin=None, port=port, cfg=cfg, provider=f"http://127.0.0.1:{pport}/v1")
-            prefix = "/pay" if kind == "egress" or kind == "flat" else ""
+            prefix = "" if kind in ("forwarder", "floor-proxy") else "/pay"
             k = count(procs, name, argv, f"http://127.0.0.1:{port}{prefix}{bench_path(a.body)}", n=a.n,
                       headers=headers, python=python, env=env, proxy_cpus="0", load_cpus="1")
-            print(f"{name:14s} {a.body}: {k / 1e3:9,.1f} k instructions per request ({a.n} requests)", flush=True)
+            counts[name] = k / 1e3
+            print(f"{name:20s} {a.body}: {k / 1e3:9,.1f} k instructions per request ({a.n} requests)", flush=True)
+        if a.accounting:
+            print()
+            print(f"| part | piece | k instructions per request ({a.body}) |")
+            print("| --- | --- | --: |")
+            for part, piece, k in accounting(counts):
+                print(f"| {part} | {piece} | {k:,.1f} |")
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -122,3 +123,95 @@ async def test_floor_proxy_validates_every_body(floor_proxy):
     for name in ("charge_invalid", "list_invalid"):
         assert (await asyncio.to_thread(_get, floor_proxy + fixtures.PATHS[name])).status_code == 502, name
     await asyncio.to_thread(ablation.check_refuses, "floor-proxy", floor_proxy, bench.headers())
+
+
+# ---------------------------------------------------------------- the accounting's removals
+# bench/instructions.py --accounting counts flat and egress-quiet with one piece taken out at a
+# time. A removal that removed nothing would report a piece as free; one that broke the proxy
+# would fail the count. So each removal must still answer the valid body whole, and must really
+# remove its piece: what the piece refuses or strips goes through without it.
+
+@contextlib.asynccontextmanager
+async def flat_without(provider, tmp_path, pieces: str):
+    cfg = fixtures.egress_config(tmp_path / f"flat-{pieces}.yaml", port=free_port(), admin_port=free_port(),
+                                 provider_port=provider.port, violations_upstream=False)
+    env_before = dict(os.environ)
+    os.environ["FLAT_WITHOUT"] = pieces
+    try:
+        async with serving("flat.py", str(cfg), ready_path="/pay/charges/ch_ok", log=tmp_path / f"flat-{pieces}.log") as port:
+            yield f"http://127.0.0.1:{port}/pay"
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+
+
+@pytest.mark.parametrize("piece", ["route", "identity", "sanitize", "match", "check", "guarded", "timeout", "answer"])
+async def test_flat_without_a_piece_still_answers_the_valid_body_whole(provider, tmp_path, piece):
+    async with flat_without(provider, tmp_path, piece) as url:
+        for name in ("charge", "list"):
+            resp = await asyncio.to_thread(_get, url + fixtures.PATHS[name])
+            assert (resp.status_code, resp.content) == (200, BODIES[name]), (piece, name)
+
+
+async def test_flat_without_a_piece_really_goes_without_it(provider, tmp_path):
+    async with flat_without(provider, tmp_path, "check") as url:  # the invalid twin passes unchecked
+        assert (await asyncio.to_thread(_get, url + fixtures.PATHS["charge_invalid"])).status_code == 200
+    async with flat_without(provider, tmp_path, "guarded") as url:  # the floor's validators still refuse it
+        assert (await asyncio.to_thread(_get, url + fixtures.PATHS["charge_invalid"])).status_code == 502
+    async with flat_without(provider, tmp_path, "sanitize") as url:  # the internal header reaches the provider
+        await asyncio.to_thread(_get, url + "/charges/ch_ok")
+        assert "X-Internal-User" in provider.requests[-1].headers
+        assert provider.requests[-1].headers["Authorization"] == "Bearer bench-partner-token"  # still injected
+    async with flat_without(provider, tmp_path, "identity") as url:  # the first caller is reused
+        await asyncio.to_thread(_get, url + "/charges/ch_ok")
+        assert (await asyncio.to_thread(_get, url + "/charges/ch_ok", **{"X-Egress-Caller": "intruder"})).status_code == 200
+    async with flat_without(provider, tmp_path, "route+match") as url:
+        assert (await asyncio.to_thread(_get, url + "/refunds/re_1")).status_code == 403  # a new path is still matched
+
+
+def test_an_unknown_piece_is_refused_not_ignored():
+    import ablate
+    import flat as flat_module
+    with pytest.raises(SystemExit, match="names no piece routes"):
+        flat_module.pieces_without("routes")
+    assert flat_module.pieces_without("route+check") == {"route", "check"}
+    assert flat_module.pieces_without(None) == frozenset()
+    with pytest.raises(SystemExit, match="no piece named metric"):
+        ablate.pieces("metric")
+    with pytest.raises(SystemExit, match=r"\(none\)"):
+        ablate.pieces("")
+    assert ablate.pieces("limits,observe") == ["limits", "observe"]
+
+
+@contextlib.asynccontextmanager
+async def egress_without(provider, tmp_path, pieces: str):
+    port, admin = free_port(), free_port()
+    cfg = fixtures.egress_config(tmp_path / f"egress-{pieces}.yaml", port=port, admin_port=admin,
+                                 provider_port=provider.port, violations_upstream=False)
+    with open(tmp_path / f"egress-{pieces}.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(BENCH / "ablate.py"), pieces, "serve", "--config", str(cfg),
+                                 "--workers", "1"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            await asyncio.to_thread(procs.wait_http, f"http://127.0.0.1:{port}/pay/charges/ch_ok", 60, proc)
+            yield f"http://127.0.0.1:{port}/pay", f"http://127.0.0.1:{admin}"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 30)
+
+
+def _requests_counted(admin: str) -> bool:
+    text = requests.get(admin + "/metrics", timeout=10).text
+    return any(line.startswith("egress_requests_total{") for line in text.splitlines())
+
+
+@pytest.mark.parametrize("pieces,counted", [("limits+resilience+inventory+baselines", True), ("metrics", False),
+                                            ("observe", False)])
+async def test_egress_without_pieces_answers_checks_and_drops_only_those(provider, tmp_path, pieces, counted):
+    async with egress_without(provider, tmp_path, pieces) as (url, admin):
+        for name in ("charge", "list"):
+            resp = await asyncio.to_thread(_get, url + fixtures.PATHS[name])
+            assert (resp.status_code, resp.content) == (200, BODIES[name]), (pieces, name)
+        # the checks stay: the invalid twin is refused, the internal header stripped
+        assert (await asyncio.to_thread(_get, url + fixtures.PATHS["charge_invalid"])).status_code == 502
+        assert "X-Internal-User" not in provider.requests[-1].headers
+        assert await asyncio.to_thread(_requests_counted, admin) is counted

@@ -51,3 +51,29 @@ def test_render_a_run_and_a_skipped_run():
     assert "1,200 requests at 1.3 KB and 600 at 65 KB" in text
     assert "Skipped: valgrind not installed: valgrind" in "\n".join(
         instructions.render({"skipped": "not installed: valgrind"}, bench.LABEL))
+
+
+def test_accounting_gives_each_piece_its_removal_and_the_rest():
+    counts = {"forwarder": 500.0, "flat": 900.0, "flat-no-route": 880.0, "flat-no-check": 800.0,
+              "flat-no-guarded": 850.0, "egress-quiet": 1100.0, "egress-no-limits": 1090.0,
+              "egress-no-metrics": 1080.0, "egress-no-inventory": 1095.0, "egress-no-observe": 1060.0}
+    rows = instructions.accounting(counts)
+    got = {(part.split(" ")[0], piece): k for part, piece, k in rows}
+    assert got[("checks", "route")] == 20.0 and got[("checks", "check")] == 100.0
+    assert got[("checks", "guarded")] == 50.0  # a part of check: not taken twice from the rest
+    assert got[("checks", "the rest (no single removal)")] == 900 - 500 - 20 - 100
+    assert got[("scaffolding", "limits")] == 10.0 and got[("scaffolding", "observe")] == 40.0
+    # observe overlaps metrics + inventory + baselines: the rest subtracts those, not observe
+    assert got[("scaffolding", "the rest (no single removal)")] == 1100 - 900 - 10 - 20 - 5
+    # a target that was not counted gives no row, and a part without its whole gives none
+    assert ("checks", "sanitize") not in got
+    assert instructions.accounting({"forwarder": 1.0}) == []
+
+
+def test_accounting_targets_are_the_pieces_flat_and_ablate_know():
+    import ablate
+    import flat
+    targets = instructions.accounting_targets()
+    assert {t.removeprefix("flat-no-") for t in targets if t.startswith("flat-no-")} == set(flat.PIECES)
+    assert {t.removeprefix("egress-no-") for t in targets if t.startswith("egress-no-")} == set(ablate.PIECES)
+    assert {"forwarder", "floor-proxy", "flat", "egress-quiet"} <= set(targets)

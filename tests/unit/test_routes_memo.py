@@ -27,6 +27,8 @@ def test_parse_host_memo_answers_what_the_parse_answers(empty_memo):
         assert empty_memo[value] == parsed
         assert routes.parse_host(value) == parsed  # from the memo
     assert routes.parse_host("API.Payments.Example:443") == ("api.payments.example", 443)
+    empty_memo["planted.example"] = ("read-from-the-memo", 1)  # a stored answer is read, not parsed again
+    assert routes.parse_host("planted.example") == ("read-from-the-memo", 1)
     assert routes.parse_host("[::1]:8080") == ("::1", 8080)
 
 

@@ -87,7 +87,10 @@ def count(procs: Processes, name: str, argv: list[str], url: str, *, n: int, hea
     out = Path(tempfile.mkdtemp(prefix=f"callgrind-{name}-")) / "callgrind.out"
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
           "--dump-instr=no", "--compress-strings=no"]
-    p = procs.start(name, vg + argv, cpus=proxy_cpus, env=env)
+    # cwd: a directory with no egress/ in it. `python -m egress` puts the working directory first
+    # on sys.path, so started from a checkout it would measure that checkout's egress, not the
+    # tree PYTHONPATH names (an A/B of two trees would then count one tree twice).
+    p = procs.start(name, vg + argv, cpus=proxy_cpus, env=env, cwd=out.parent)
     try:
         wait_http(url, 300, p)
         send(python, url, warm, headers, load_cpus)

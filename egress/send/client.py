@@ -228,6 +228,8 @@ class UpstreamClient:
                 resp.close()
                 raise ResponseTooLarge(f"upstream response is over the limit of {cap} bytes")
             chunks.append(chunk)
+            if content.at_eof():  # the whole body (usually its one buffered piece): no empty read
+                break
         return UpstreamResponse(resp.status, resp.headers, b"".join(chunks), url)
 
 

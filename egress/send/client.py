@@ -190,7 +190,9 @@ class UpstreamClient:
                         return UpstreamResponse(resp.status, resp.headers, b"", url, stream)
                     return await self._read(resp, url, cap)
                 finally:
-                    if not streamed:
+                    # a body read to its end has already given its connection back (aiohttp closes
+                    # the response at the end of the payload): only an unfinished one is released
+                    if not streamed and not resp.closed:
                         resp.release()
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError (connect, read) is one
             raise UpstreamTimeout(f"no complete answer from {up.name} within the timeout") from exc

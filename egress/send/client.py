@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 from yarl import URL
 
 from egress.config import Upstream
@@ -97,6 +97,26 @@ class UpstreamResponse:
         return True
 
 
+_NO_USER_AGENT = frozenset({istr("User-Agent")})  # the session's skip_auto_headers
+_SKIPPED = CIMultiDictProxy(CIMultiDict({"User-Agent": None}))  # as aiohttp keeps it (read only)
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, with the session's auto headers set without copying the request's
+    headers into a CIMultiDict per call: the same headers in the same order (aiohttp's Accept
+    and Accept-Encoding when the caller sent none, never a User-Agent of aiohttp's own)."""
+
+    def update_auto_headers(self, skip_auto_headers) -> None:
+        if skip_auto_headers != _NO_USER_AGENT:  # (not the session's: aiohttp's own way)
+            super().update_auto_headers(skip_auto_headers)
+            return
+        self._skip_auto_headers = _SKIPPED  # read by aiohttp (the default Content-Type, body headers)
+        headers = self.headers
+        for name, value in self.DEFAULT_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
+
+
 def _ssl_context(up: Upstream) -> ssl.SSLContext:
     """Verification against the upstream's CA (or the system's); an http upstream never uses it
     (its hops keep its scheme)."""
@@ -128,7 +148,7 @@ class UpstreamClient:
         )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=_NO_USER_AGENT, request_class=_Request,
         )
 
     async def close(self) -> None:

@@ -102,9 +102,17 @@ _SKIPPED = CIMultiDictProxy(CIMultiDict({"User-Agent": None}))  # as aiohttp kee
 
 
 class _Request(aiohttp.ClientRequest):
-    """aiohttp's request, with the session's auto headers set without copying the request's
-    headers into a CIMultiDict per call: the same headers in the same order (aiohttp's Accept
-    and Accept-Encoding when the caller sent none, never a User-Agent of aiohttp's own)."""
+    """aiohttp's request, with the headers taken in one copy (Host, then the session's prepared
+    CIMultiDict) and the session's auto headers set without another: the same headers in the
+    same order (aiohttp's Accept and Accept-Encoding when the caller sent none, never a
+    User-Agent of aiohttp's own).  Anything else goes to aiohttp's own methods."""
+
+    def update_headers(self, headers) -> None:
+        if type(headers) is not CIMultiDict or "Host" in headers:  # (a Host given: aiohttp's way)
+            super().update_headers(headers)
+            return
+        self.headers = CIMultiDict(Host=self.url.host_port_subcomponent)  # Host first, then in order
+        self.headers.extend(headers)
 
     def update_auto_headers(self, skip_auto_headers) -> None:
         if skip_auto_headers != _NO_USER_AGENT:  # (not the session's: aiohttp's own way)

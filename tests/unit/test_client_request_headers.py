@@ -61,6 +61,8 @@ CASES = [
     ("GET", [("Accept", "text/csv"), ("Accept-Encoding", "identity")], b""),
     ("GET", [("User-Agent", "checkout/1.2")], b""),
     ("GET", [("X-Dup", "a"), ("x-dup", "b"), ("Authorization", "Bearer partner")], b""),
+    ("GET", [("host", "other.example:8443")], b""),
+    ("GET", [("Accept", "a"), ("X-Long", "v" * 2000), ("Cookie", "k=v"), ("Accept", "b")], b""),
     ("HEAD", [], b""),
     ("DELETE", [], b""),
     ("POST", [], b'{"amount": 1}'),
@@ -69,7 +71,7 @@ CASES = [
     ("PATCH", [("Content-Encoding", "gzip"), ("Content-Type", "application/json")], b"\x1f\x8b\x08\x00"),
 ]
 IDS = ["bare-get", "caller-accept", "caller-accept-encoding", "caller-both", "caller-user-agent",
-       "duplicates-kept", "head", "delete", "post-body", "post-typed", "put-empty", "patch-encoded"]
+       "duplicates-kept", "caller-host", "repeated-and-long", "head", "delete", "post-body", "post-typed", "put-empty", "patch-encoded"]
 
 
 @pytest.mark.parametrize(("method", "fields", "body"), CASES, ids=IDS)

@@ -248,6 +248,19 @@ async def test_violation_takes_back_the_success_of_its_exchange():
     assert breaker.failures == 4
 
 
+async def test_a_violation_takes_back_only_the_success_of_its_own_exchange():
+    """The second success finds nothing to reset (_record returns before pybreaker): a violation restores
+    nothing of the failures the first success wiped out."""
+    clock, _, breaker, _ = make(BreakerSettings(failures=5, count_violations=True))
+    await run_all(breaker, clock, [503, 503, 200])
+    breaker.record_violation()
+    assert breaker.failures == 3, "the success that reset two failures is taken back"
+    clock2, _, clean, _ = make(BreakerSettings(failures=5, count_violations=True))
+    await run_all(clean, clock2, [503, 503, 200, 200])
+    clean.record_violation()
+    assert clean.failures == 1, "the last success reset nothing: only the violation counts"
+
+
 @pytest.mark.parametrize("settings,status,state", [c[1:] for c in VIOLATIONS], ids=[c[0] for c in VIOLATIONS])
 async def test_record_violation(settings, status, state):
     clock, _, breaker, _ = make(settings)

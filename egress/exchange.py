@@ -15,8 +15,10 @@ from typing import Any
 
 from egress.config import Upstream
 
+_time_ns, _monotonic = time.time_ns, time.monotonic
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Attempt:
     number: int
     start_ns: int
@@ -24,6 +26,13 @@ class Attempt:
     status: int | None = None
     error: str | None = None  # reason of the error the attempt raised
     url: str = ""  # without query values
+
+    # by hand (the fields' order and defaults, as dataclass would write it: a test holds them
+    # equal), a quarter cheaper than the generated one, once per attempt
+    def __init__(self, number: int, start_ns: int, end_ns: int = 0, status: int | None = None,
+                 error: str | None = None, url: str = "") -> None:
+        self.number, self.start_ns, self.end_ns = number, start_ns, end_ns
+        self.status, self.error, self.url = status, error, url
 
 
 @dataclass(slots=True)
@@ -45,7 +54,7 @@ class StreamFacts:
     end: str = ""  # complete | caller_gone | the reason that cut it (upstream_timeout, ...)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Exchange:
     method: str
     target_kind: str = ""  # proxy | host | prefix
@@ -73,6 +82,31 @@ class Exchange:
     span_id: str | None = None
     permit: Any = None  # a concurrency slot (send/limits.py), released when the exchange ends
     stream: StreamFacts | None = None  # set when the response body was streamed
+
+    # by hand (the fields' order and defaults, as dataclass would write it: a test holds them
+    # equal): ~1.3 k instructions less per request than the generated one
+    def __init__(self, method: str, target_kind: str = "", start_ns: int | None = None,
+                 start_mono: float | None = None, end_ns: int = 0, traceparent: str | None = None,
+                 parent_sampled: bool | None = None, denied_host: str | None = None,
+                 denied_via: str | None = None, caller: str | None = None,
+                 grant: tuple[str, str] | None = None, upstream: Upstream | None = None,
+                 operation: str | None = None, path: str = "", status: int | None = None,
+                 reason: str | None = None, contract: str = "unchecked", request_bytes: int = 0,
+                 response_bytes: int = 0, attempts: list[Attempt] | None = None,
+                 events: list[Event] | None = None, anomalous: bool = False, trace_id: str | None = None,
+                 span_id: str | None = None, permit: Any = None, stream: StreamFacts | None = None) -> None:
+        self.method, self.target_kind = method, target_kind
+        self.start_ns = _time_ns() if start_ns is None else start_ns
+        self.start_mono = _monotonic() if start_mono is None else start_mono
+        self.end_ns, self.traceparent, self.parent_sampled = end_ns, traceparent, parent_sampled
+        self.denied_host, self.denied_via, self.caller, self.grant = denied_host, denied_via, caller, grant
+        self.upstream, self.operation, self.path = upstream, operation, path
+        self.status, self.reason, self.contract = status, reason, contract
+        self.request_bytes, self.response_bytes = request_bytes, response_bytes
+        self.attempts = [] if attempts is None else attempts
+        self.events = [] if events is None else events
+        self.anomalous, self.trace_id, self.span_id = anomalous, trace_id, span_id
+        self.permit, self.stream = permit, stream
 
     def event(self, name: str, /, *, anomaly: bool = True, **attrs: Any) -> None:
         self.events.append(Event(name, time.time_ns(), attrs))

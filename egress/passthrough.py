@@ -104,18 +104,20 @@ def stream_if(op, up: Upstream, method: str, *, has_contract: bool, keep_unmatch
 
 
 async def relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, hold: Hold, *,
-                has_contract: bool, recorder=None) -> web.StreamResponse:
+                has_contract: bool, recorder=None, facts: check.ResponseFacts | None = None) -> web.StreamResponse:
+    """`facts`: what the pass-through decision read of this response (Decision.facts_of), not read again."""
     stream = resp.stream
     try:
-        return await _relay(request, resp, op, up, ex, hold, has_contract=has_contract, recorder=recorder)
+        return await _relay(request, resp, op, up, ex, hold, has_contract=has_contract, recorder=recorder,
+                            facts=facts)
     finally:
         settle_unended(stream)
 
 
 async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstream, ex: Exchange, hold: Hold,
-                 *, has_contract: bool, recorder) -> web.StreamResponse:
+                 *, has_contract: bool, recorder, facts=None) -> web.StreamResponse:
     if has_contract:  # the verdict does not depend on the body (wanted): valid, unmatched or unchecked
-        check.check_contract(op, resp, b"", up, ex)
+        check.check_contract(op, resp, b"", up, ex, facts=facts)
     stream, wire, decoded = resp.stream, [], []
     stream.keep_wire = wire
     chunks = stream.chunks()

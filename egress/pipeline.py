@@ -129,7 +129,7 @@ async def _proxy(request: web.BaseRequest, rt, state, ex: Exchange) -> web.Strea
                                           recorder=rt.recorder)
     if resp.stream is not None:  # nothing validates this body: forwarded as it arrives (passthrough.py)
         return await passthrough.relay(request, resp, op, up, ex, state.inflight.hold(),
-                                       has_contract=contract is not None, recorder=rt.recorder)
+                                       has_contract=contract is not None, recorder=rt.recorder, facts=facts)
     # check
     check.check_redirect(resp, rt.router, ex)
     checked = check.decode_body(resp, up, ex, state.inflight.hold())

@@ -9,7 +9,9 @@ Order: a provider hold (nothing sent while the provider said wait), then a concu
 round trip; a refused request spends no token).  `provider_answered` turns a provider's
 429/503 with Retry-After into a hold for that upstream (or upstream|operation, with
 `breaker.scope: operation`), shared through the store's `hold` keyspace, and reads
-RateLimit-Remaining / X-RateLimit-Remaining (+ reset) into gauges.
+RateLimit-Remaining / X-RateLimit-Remaining (+ reset) into gauges.  Where nothing applies (no
+bucket, no concurrency, no hold for this upstream, caller and operation) `admit` answers from a
+per-config-generation memo of that fact, without the general plan (`_admit`).
 
 With `store: memory` buckets are per process; under `--workers N` each worker gets 1/N of
 each limit (EGRESS_WORKERS=N, set by the supervisor), so the machine as a whole stays within
@@ -99,6 +101,7 @@ class Limiter:
         self._usage: dict[str, tuple[float, float]] = {}    # bucket key -> (tokens left, when)
         self._callers: set[str] = set()
         self._plans: dict[tuple, tuple] = {}            # (upstream, caller, operation) -> (up, applied, specs)
+        self._free: dict[tuple, tuple] = {}             # the same key -> (up, hold keys, counts key): nothing applies
 
     # ------------------------------------------------------------ the store
     def share_through(self, store) -> None:
@@ -121,6 +124,17 @@ class Limiter:
     # ------------------------------------------------------------ per request
     async def admit(self, up: Upstream, caller: str | None, operation: str | None, ex: Exchange) -> Permit:
         """A Permit, or raise RateLimited / ConcurrencyLimited (nothing is sent then)."""
+        free = self._free.get((up.name, caller, operation))
+        if free is not None and free[0] is up:  # nothing applies (per config generation: `up`)
+            holds = self._holds
+            if not holds or max(holds.get(k, 0.0) for k in free[1]) <= self._clock():
+                key = free[2]
+                self.counts[key] = self.counts.get(key, 0) + 1
+                return _NO_SLOT
+        return await self._admit(up, caller, operation, ex)
+
+    async def _admit(self, up: Upstream, caller: str | None, operation: str | None, ex: Exchange) -> Permit:
+        """admit's general plan (every request the fast path does not answer)."""
         permit, decision = await self.decide(up, caller, operation)
         label = self._caller_label(up, caller)
         if decision.local:
@@ -131,6 +145,13 @@ class Limiter:
         key = (up.name, label, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
         if decision.allowed:
+            if (up.concurrency is None and not self._plan(up, caller, operation)[0]
+                    and (caller is None or label == caller or label == "other")):
+                # no bucket and no concurrency for this request, its label settled: admit answers
+                # it from `_free` while no hold applies (a hold sends it here again)
+                if len(self._free) > MAX_USAGE_KEYS:
+                    self._free.clear()
+                self._free[(up.name, caller, operation)] = (up, tuple(self._hold_keys(up, operation)), key)
             return permit
         retry = retry_after(decision.retry_after)
         ex.event("egress.limit_exceeded", limit=decision.limit, retry_after=retry)
@@ -212,6 +233,9 @@ class Limiter:
     def provider_answered(self, up: Upstream, operation: str | None, status: int, headers: Mapping[str, str],
                           ex: Exchange) -> None:
         """Hold the upstream on a 429/503 with Retry-After; keep its remaining quota as gauges."""
+        if (status != 429 and status != 503 and headers.get("RateLimit-Remaining") is None
+                and headers.get("X-RateLimit-Remaining") is None and not headers.get("RateLimit")):
+            return  # no hold asked for and no quota told: what the general reading below concludes too
         remaining, reset = _remaining(headers, self._wall())
         if remaining is not None:
             self.provider[up.name] = {"remaining": remaining, "reset": reset if reset is not None else -1.0}

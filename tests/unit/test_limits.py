@@ -261,3 +261,118 @@ def test_concurrency_must_be_positive():
     with pytest.raises(ConfigError) as err:
         upstream(concurrency=0)
     assert err.value.problems == ["upstreams[0].concurrency must be >= 1, got 0"]
+
+
+# ------------------------------------------------------------ admit's fast path against its general plan
+# each step: ("admit", caller, operation) | ("answer", operation, status, headers) | ("tick", seconds)
+#            | ("reload", upstream kwargs): the same upstream name, a new config generation
+LONG = "svc-" + "x" * 70
+FAST_CASES = [
+    ("nothing-applies", {}, [("admit", "checkout", None)] * 3, {("pay", "checkout", None)}),
+    ("caller-none-and-operations", {}, [("admit", None, None), ("admit", None, "GET /x"), ("admit", None, "GET /x")],
+     {("pay", None, None), ("pay", None, "GET /x")}),
+    ("hold-after-warm-up-refuses-then-expires", {},
+     [("admit", "checkout", None), ("admit", "checkout", None), ("answer", None, 429, {"Retry-After": "5"}),
+      ("admit", "checkout", None), ("tick", 4.9), ("admit", "checkout", None), ("tick", 0.2),
+      ("admit", "checkout", None)], {("pay", "checkout", None)}),
+    ("operation-hold-spares-the-other-operation", {"breaker": {"scope": "operation"}},
+     [("admit", "checkout", "POST /c"), ("admit", "checkout", "GET /c"), ("answer", "POST /c", 503, {"Retry-After": "2"}),
+      ("admit", "checkout", "POST /c"), ("admit", "checkout", "GET /c"), ("tick", 2.1), ("admit", "checkout", "POST /c")],
+     {("pay", "checkout", "POST /c"), ("pay", "checkout", "GET /c")}),
+    ("upstream-hold-stops-every-operation", {"breaker": {"scope": "operation"}},
+     [("admit", "checkout", "GET /c"), ("answer", None, 429, {"Retry-After": "3"}), ("admit", "checkout", "GET /c")],
+     {("pay", "checkout", "GET /c")}),
+    ("reload-adds-a-bucket", {},
+     [("admit", "checkout", None), ("reload", {"rate_limits": [{"per": "caller", "rate": 1, "burst": 1}]}),
+      ("admit", "checkout", None), ("admit", "checkout", None)],
+     {("pay", "checkout", None)}),  # kept for the old generation's `up`: never answers for the new one
+    ("bucket-of-another-operation-only", {"rate_limits": (RateLimit("caller", 1, 1, "POST /c"),)},
+     [("admit", "checkout", "GET /c"), ("admit", "checkout", "GET /c"), ("admit", "checkout", "POST /c"),
+      ("admit", "checkout", "POST /c")], {("pay", "checkout", "GET /c")}),
+    ("concurrency-never-fast", {"concurrency": 1}, [("admit", "checkout", None), ("admit", "checkout", None)], set()),
+    ("long-caller-label-not-kept", {}, [("admit", LONG, None), ("admit", LONG, None), ("admit", "stranger", None)],
+     {("pay", "stranger", None)}),
+]
+
+
+async def _steps(lim, kw, steps, clock, admit):
+    up, out = _upstream(kw), []
+    for step in steps:
+        if step[0] == "admit":
+            ex = Exchange("GET")
+            try:
+                permit = await admit(lim, up, step[1], step[2], ex)
+                out.append(("admitted", permit.__class__.__name__))
+            except (RateLimited, ConcurrencyLimited) as err:
+                out.append((err.reason, err.status, err.retry_after, sorted(getattr(err, "headers", {}).items())))
+            out.append([(e.name, e.attrs) for e in ex.events])
+        elif step[0] == "answer":
+            lim.provider_answered(up, step[1], step[2], step[3], Exchange("GET"))
+        elif step[0] == "tick":
+            clock.now += step[1]
+        else:
+            up = _upstream(step[1])
+    return out
+
+
+def _upstream(kw):
+    """(a bucket of one operation needs a contract in config: set on the loaded value)"""
+    rate_limits = kw.get("rate_limits")
+    if isinstance(rate_limits, tuple):
+        return replace(upstream(**{k: v for k, v in kw.items() if k != "rate_limits"}), rate_limits=rate_limits)
+    return upstream(**kw)
+
+
+@pytest.mark.parametrize("kw,steps,fast", [c[1:] for c in FAST_CASES], ids=[c[0] for c in FAST_CASES])
+async def test_fast_path_answers_as_the_general_plan(kw, steps, fast):
+    general_clock, fast_clock = Clock(), Clock()
+    general, quick = Limiter(clock=general_clock, wall=lambda: 1000.0), Limiter(clock=fast_clock, wall=lambda: 1000.0)
+    expected = await _steps(general, kw, steps, general_clock, _general)
+    got = await _steps(quick, kw, steps, fast_clock, lambda lim, *a: lim.admit(*a))
+    assert got == expected
+    assert quick.counts == general.counts and quick.snapshot() == general.snapshot()
+    assert set(quick._free) == fast  # what the fast path may answer (never with a bucket or a slot)
+
+
+async def _general(lim, up, caller, operation, ex):
+    """admit without its fast path: the general plan every time."""
+    lim._free.clear()
+    permit = await lim._admit(up, caller, operation, ex)
+    lim._free.clear()
+    return permit
+
+
+# provider_answered returns at once when no hold is asked for and no quota told; the general
+# reading (_remaining, then the hold rules) concludes the same: nothing kept, nothing held
+QUIET_CASES = [
+    ("no-headers", 200, {}),
+    ("reset-only", 200, {"X-RateLimit-Reset": "30", "RateLimit-Reset": "30"}),
+    ("empty-structured-field", 200, {"RateLimit": ""}),
+    ("retry-after-on-a-404", 404, {"Retry-After": "5"}),
+]
+TOLD_CASES = [  # (id, status, headers, provider gauge, hold seconds): the general reading runs
+    ("structured-field-below-the-floor", 200, {"RateLimit": '"default";r=2;t=9'}, {"remaining": 2.0, "reset": 9.0}, 9.0),
+    ("x-remaining-above-the-floor", 200, {"X-RateLimit-Remaining": "50"}, {"remaining": 50.0, "reset": -1.0}, None),
+    ("429-without-quota", 429, {"Retry-After": "4"}, None, 4.0),
+    ("503-without-anything", 503, {}, None, None),
+]
+
+
+@pytest.mark.parametrize("status,headers", [c[1:] for c in QUIET_CASES], ids=[c[0] for c in QUIET_CASES])
+def test_an_answer_without_quota_or_hold_changes_nothing(status, headers):
+    lim = Limiter(clock=Clock(), wall=lambda: 1000.0)
+    ex = Exchange("GET")
+    lim.provider_answered(upstream(provider_limits={"hold_below_remaining": 5}), None, status, headers, ex)
+    assert (lim.provider, lim._holds, ex.events) == ({}, {}, [])
+    assert _remaining(headers, 1000.0)[0] is None  # the general reading: no quota either
+
+
+@pytest.mark.parametrize("status,headers,gauge,hold", [c[1:] for c in TOLD_CASES], ids=[c[0] for c in TOLD_CASES])
+def test_an_answer_with_quota_or_hold_is_read(status, headers, gauge, hold):
+    clock = Clock()
+    lim = Limiter(clock=clock, wall=lambda: 1000.0)
+    ex = Exchange("GET")
+    lim.provider_answered(upstream(provider_limits={"hold_below_remaining": 5}), None, status, headers, ex)
+    assert lim.provider.get("pay") == gauge
+    assert lim._holds == ({"pay": clock.now + hold} if hold else {})
+    assert [e.name for e in ex.events] == (["egress.provider_hold"] if hold else [])

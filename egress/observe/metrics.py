@@ -27,8 +27,19 @@ MAX_LABEL_VALUES = 100  # per open vocabulary (keywords, reasons, event names, k
 MEMO_SIZE = 8192  # label tuples kept per Metrics (beyond: computed each time, same answer)
 
 
-def status_class(status: int | None) -> str:
+def _status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
+
+
+_STATUS_CLASSES = {code: _status_class(code) for code in range(100, 600)}  # formatted once
+
+
+def status_class(status: int | None) -> str:
+    """`2xx` ... `5xx`, or `none`; an int is looked up in the table formatted once (the same
+    answer as `_status_class`, which test_metrics_memo.py holds it to), anything else formatted."""
+    if type(status) is int:
+        return _STATUS_CLASSES.get(status, "none")
+    return _status_class(status)
 
 
 class _Vocabulary:

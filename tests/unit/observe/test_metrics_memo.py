@@ -87,3 +87,12 @@ def test_no_attempt_histogram_for_an_upstream_without_attempts():
     assert m.histograms["attempt_duration"] == {}
     m.observe(exchange(pay), "GET /x")
     assert list(m.histograms["attempt_duration"]) == [("pay",)]
+
+
+def test_status_class_table_is_the_formula():
+    """The table lookup (ints) gives what the formula gives, in range, at its edges and beyond."""
+    for status in [None, 0, True, False, 200.0, 99.5, *range(-5, 700)]:
+        assert status_class(status) == metrics_mod._status_class(status), status
+    assert (status_class(200), status_class(599), status_class(600), status_class(99), status_class(None)) == \
+        ("2xx", "5xx", "none", "none", "none")
+    assert status_class(200.0) == "2.0xx"   # not an int: formatted, as before the table

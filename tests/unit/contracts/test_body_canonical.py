@@ -151,3 +151,94 @@ def test_the_compact_writing_is_tried_only_on_a_compact_body(case, monkeypatch):
     monkeypatch.setattr(body_mod, "orjson", counting)
     assert parse_json(text) == json.loads(text)
     assert counting.compact_writings == tried
+
+
+# ---------------------------------------------------------------- a shallow body's indented writing
+# A body with at most max_depth brackets (and at most orjson's writer limit, 254) cannot be too
+# deep, so its indented writing is made only when the duplicate check needs it: when the body
+# looks indented (the proof compares it) or when the proof fails (the colons are counted).
+
+class _CountingWritings(_CountingOrjson):
+    def __init__(self) -> None:
+        super().__init__()
+        self.indented_writings = 0
+
+    def dumps(self, value, option=None):
+        if option is not None:
+            self.indented_writings += 1
+        return super().dumps(value, option)
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+SHAPED = [  # id, text, max_depth, indented writings, compact writings
+    ("compact-as-orjson-writes-needs-none", compact(VALUE), 64, 0, 1),
+    ("compact-proof-fails-counts-colons", compact(VALUE).replace(b'"ch_1"', b'"ch\\/1"'), 64, 1, 1),
+    ("indented-by-4-written-once", json.dumps(VALUE, indent=4).encode(), 64, 1, 0),
+    ("as-orjson-indents-written-once", indent2(VALUE), 64, 1, 0),
+    ("more-brackets-than-the-limit-need-the-shape", compact(VALUE), 3, 1, 1),
+    ("no-object-needs-no-writing", compact([1, [2, [3]]]), 64, 0, 0),
+    ("exactly-max-depth-brackets", _nested(8), 8, 0, 1),
+    ("one-bracket-over", _nested(8), 7, 1, 0),  # refused as too deep, from the shape
+]
+
+
+@pytest.mark.parametrize("case", SHAPED, ids=[c[0] for c in SHAPED])
+def test_a_shallow_body_is_written_indented_only_when_the_check_needs_it(case, monkeypatch):
+    _, text, max_depth, indented, compact_tried = case
+    counting = _CountingWritings()
+    monkeypatch.setattr(body_mod, "orjson", counting)
+    if max_depth == 7:
+        with pytest.raises(BodyError, match="nested deeper than 7"):
+            parse_json(text, max_depth)
+    else:
+        assert parse_json(text, max_depth) == json.loads(text)
+    assert (counting.indented_writings, counting.compact_writings) == (indented, compact_tried)
+
+
+def test_shallow_duplicates_are_refused_in_every_writing():
+    for _, write in WRITINGS:
+        for text in (write(VALUE).replace(b'"id"', b'"amount":1,"id"', 1), b'{"a":1,"a":2}', b'[{"k":1,"k":1}]'):
+            assert text.count(b"[") + text.count(b"{") <= 64
+            with pytest.raises(BodyError, match=DUPLICATE_KEYS):
+                parse_json(text)
+
+
+def test_the_writer_limit_bounds_the_shortcut():
+    deep = b"[" * 254 + b"1" + b"]" * 254  # 254 brackets: both writings still possible
+    assert parse_json(deep, 1000) == json.loads(deep)
+    deeper = b"[" * 255 + b'{"a":1,"a":2}' + b"]" * 255  # past the writer limit: the exact path
+    with pytest.raises(BodyError, match=DUPLICATE_KEYS):
+        parse_json(deeper, 1000)
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_VALUES, st.sampled_from([w[0] for w in WRITINGS]), st.booleans(), st.integers(1, 6))  # config: minimum 1
+def test_agrees_with_the_standard_library_at_every_depth_limit(value, writing, duplicate, max_depth):
+    text = dict(WRITINGS)[writing](value)
+    if duplicate and isinstance(value, dict) and value:
+        key = next(iter(value))
+        member = json.dumps({key: "evil"}, separators=(",", ":")).encode()[1:-1]
+        text = text.replace(b"{", b"{" + member + b",", 1) if text.lstrip()[:1] == b"{" else text
+    if _depth(json.loads(text)) > max_depth:
+        with pytest.raises(BodyError, match=f"nested deeper than {max_depth}"):
+            parse_json(text, max_depth)
+        return
+    try:
+        expected = json.loads(text, object_pairs_hook=_members)
+    except ValueError:
+        with pytest.raises(BodyError) as err:
+            parse_json(text, max_depth)
+        assert str(err.value) == DUPLICATE_KEYS
+    else:
+        assert parse_json(text, max_depth) == expected

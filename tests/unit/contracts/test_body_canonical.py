@@ -247,9 +247,3 @@ def test_agrees_with_the_standard_library_at_every_depth_limit(value, writing, d
         assert str(err.value) == DUPLICATE_KEYS
     else:
         assert parse_json(text, max_depth) == expected
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=80).map(lambda b: b.replace(b"(", b"[").replace(b")", b"{")), st.integers(0, 12))
-def test_few_brackets_is_the_count_bounded(text, limit):
-    assert body_mod._few_brackets(text, limit) is (text.count(b"[") + text.count(b"{") <= limit)

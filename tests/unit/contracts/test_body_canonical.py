@@ -173,34 +173,29 @@ def _nested(depth: int) -> bytes:
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
-SHAPED = [  # id, text, max_depth, indented writings, compact writings, the proof's answer (None: not asked)
-    ("compact-as-orjson-writes-needs-none", compact(VALUE), 64, 0, 1, True),
-    ("compact-proof-fails-counts-colons", compact(VALUE).replace(b'"ch_1"', b'"ch\\/1"'), 64, 1, 1, False),
-    ("indented-by-4-written-once", json.dumps(VALUE, indent=4).encode(), 64, 1, 0, False),
-    ("as-orjson-indents-written-once-and-proven", indent2(VALUE), 64, 1, 0, True),
-    ("more-brackets-than-the-limit-need-the-shape", compact(VALUE), 3, 1, 1, True),
-    ("no-object-needs-no-writing", compact([1, [2, [3]]]), 64, 0, 0, None),
-    ("exactly-max-depth-brackets", _nested(8), 8, 0, 1, True),
-    ("one-bracket-over", _nested(8), 7, 1, 0, None),  # refused as too deep, from the shape
+SHAPED = [  # id, text, max_depth, indented writings, compact writings
+    ("compact-as-orjson-writes-needs-none", compact(VALUE), 64, 0, 1),
+    ("compact-proof-fails-counts-colons", compact(VALUE).replace(b'"ch_1"', b'"ch\\/1"'), 64, 1, 1),
+    ("indented-by-4-written-once", json.dumps(VALUE, indent=4).encode(), 64, 1, 0),
+    ("as-orjson-indents-written-once", indent2(VALUE), 64, 1, 0),
+    ("more-brackets-than-the-limit-need-the-shape", compact(VALUE), 3, 1, 1),
+    ("no-object-needs-no-writing", compact([1, [2, [3]]]), 64, 0, 0),
+    ("exactly-max-depth-brackets", _nested(8), 8, 0, 1),
+    ("one-bracket-over", _nested(8), 7, 1, 0),  # refused as too deep, from the shape
 ]
 
 
 @pytest.mark.parametrize("case", SHAPED, ids=[c[0] for c in SHAPED])
 def test_a_shallow_body_is_written_indented_only_when_the_check_needs_it(case, monkeypatch):
-    _, text, max_depth, indented, compact_tried, proven = case
-    counting, proofs, exact = _CountingWritings(), [], []
+    _, text, max_depth, indented, compact_tried = case
+    counting = _CountingWritings()
     monkeypatch.setattr(body_mod, "orjson", counting)
-    real_proof, real_exact = body_mod._written_by_orjson, body_mod._exact
-    monkeypatch.setattr(body_mod, "_written_by_orjson", lambda *a: proofs.append(real_proof(*a)) or proofs[-1])
-    monkeypatch.setattr(body_mod, "_exact", lambda b: exact.append(1) or real_exact(b))
     if max_depth == 7:
         with pytest.raises(BodyError, match="nested deeper than 7"):
             parse_json(text, max_depth)
     else:
         assert parse_json(text, max_depth) == json.loads(text)
     assert (counting.indented_writings, counting.compact_writings) == (indented, compact_tried)
-    assert proofs == ([] if proven is None else [proven])  # an orjson writing is proven by the memcmp
-    assert exact == []  # none of these needs the exact parse: the colons are counted instead
 
 
 def test_shallow_duplicates_are_refused_in_every_writing():

@@ -11,10 +11,7 @@
    backslash-u escapes is checked exactly instead.  Past orjson's writer limit (254 levels)
    both checks take the exact path.  A body that IS orjson's writing of its value (2-space
    indented, or compact; `_written_by_orjson`) holds no duplicate by construction: one memcmp
-   replaces the two colon counts (~100 µs of a 65 KB body).  A body with at most `max_depth`
-   brackets in all (and at most 254, orjson's writer limit) cannot nest deeper than that: unless it looks indented (a line break in its
-   first 256 bytes), its indented writing is made only if the compact proof fails and the
-   colons must be counted (~17 k instructions of a 1.3 KB body).
+   replaces the two colon counts (~100 µs of a 65 KB body).
 3. `too_deep` (refusals, and bodies near the limit): escapes are removed, then everything but
    quotes and brackets, then string contents; the bracket skeleton is peeled one nesting level
    per pass with `bytes.replace` (C speed, at most `max_depth` passes).  Only valid JSON matters
@@ -152,11 +149,10 @@ def parse_json(body: bytes, max_depth: int = 64) -> Any:
         if "UTF-8" in str(exc) or "surrogate" in str(exc):
             raise BodyError(NOT_UTF8) from None
         raise BodyError(NOT_JSON) from None
-    # a nesting of depth d opens d containers, each a "[" or "{" of the body: a body with at most
-    # max_depth of them (strings' included) cannot be too deep, and needs no indented shape for it
-    # (nor, below orjson's writer limit, can either writing of it fail)
-    brackets = body.count(b"[") + body.count(b"{")
-    shape = _NO_SHAPE if brackets <= max_depth and brackets <= _WRITER_LIMIT else _shape(value)
+    try:
+        shape = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:  # nested past orjson's writer limit: both checks go exact
+        shape = None
     if (shape is None or b"\n" + b" " * (2 * max_depth) in shape) and too_deep(body, max_depth):
         raise BodyError(f"JSON nested deeper than {max_depth}")
     if needs_exact(body):  # orjson may have rounded a number: check it as written
@@ -164,29 +160,9 @@ def parse_json(body: bytes, max_depth: int = 64) -> Any:
     if b"{" in body:
         if shape is None or (b"\\" in body and b"\\u" in body):  # one-byte search first: memchr speed
             _exact(body)  # raises on duplicate keys
-        else:
-            if shape is _NO_SHAPE and b"\n" in body[:256]:  # looks indented: the proof compares the shape
-                shape = _shape(value)
-            if not _written_by_orjson(body, shape, value):
-                if shape is _NO_SHAPE:
-                    shape = _shape(value)
-                if shape is None:  # cannot happen below orjson's writer limit; exact if it ever does
-                    _exact(body)
-                elif shape.count(b":") < body.count(b":"):
-                    raise BodyError(DUPLICATE_KEYS)
+        elif not _written_by_orjson(body, shape, value) and shape.count(b":") < body.count(b":"):
+            raise BodyError(DUPLICATE_KEYS)
     return value
-
-
-_NO_SHAPE = b""  # the indented shape, not written (yet): the body is shallow
-_WRITER_LIMIT = 254  # orjson.dumps refuses a value nested deeper (JSONEncodeError)
-
-
-def _shape(value: Any) -> bytes | None:
-    """`value` written by orjson, 2-space indented; None past orjson's writer limit (both checks go exact)."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
-    except orjson.JSONEncodeError:
-        return None
 
 
 def _written_by_orjson(body: bytes, shape: bytes, value: Any) -> bool:
@@ -195,9 +171,8 @@ def _written_by_orjson(body: bytes, shape: bytes, value: Any) -> bool:
     write distinct strings.  A memcmp instead of two colon counts (~100 µs at 65 KB); a body
     written any other way (other spacing, escapes, number forms) takes the colon counts.  Asked
     only of bodies without backslash-u escapes (those are checked exactly, and orjson never
-    writes one but for a control character).  `shape` is the indented writing, or _NO_SHAPE for a
-    shallow body that does not look indented (its first 256 bytes hold no line break)."""
-    if shape and body.startswith(shape):  # what follows is whitespace: orjson parsed the whole body
+    writes one but for a control character)."""
+    if body.startswith(shape):  # what follows is whitespace: orjson parsed the whole body
         return True
     head = body[:256]  # a sniff, not a proof: it only decides whether the compact writing is tried
     if b"\n" in head or b'": ' in head or b", " in head:  # spaced, but not as orjson indents

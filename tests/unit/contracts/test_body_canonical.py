@@ -151,3 +151,48 @@ def test_the_compact_writing_is_tried_only_on_a_compact_body(case, monkeypatch):
     monkeypatch.setattr(body_mod, "orjson", counting)
     assert parse_json(text) == json.loads(text)
     assert counting.compact_writings == tried
+
+
+def test_duplicates_are_refused_in_every_writing():
+    for _, write in WRITINGS:
+        for text in (write(VALUE).replace(b'"id"', b'"amount":1,"id"', 1), b'{"a":1,"a":2}', b'[{"k":1,"k":1}]'):
+            with pytest.raises(BodyError, match=DUPLICATE_KEYS):
+                parse_json(text)
+
+
+def test_at_orjson_writer_limit():
+    deep = b"[" * 254 + b"1" + b"]" * 254  # both writings still possible
+    assert parse_json(deep, 1000) == json.loads(deep)
+    deeper = b"[" * 255 + b'{"a":1,"a":2}' + b"]" * 255  # past the writer limit: the exact path
+    with pytest.raises(BodyError, match=DUPLICATE_KEYS):
+        parse_json(deeper, 1000)
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_VALUES, st.sampled_from([w[0] for w in WRITINGS]), st.booleans(), st.integers(1, 6))  # config: minimum 1
+def test_agrees_with_the_standard_library_at_every_depth_limit(value, writing, duplicate, max_depth):
+    text = dict(WRITINGS)[writing](value)
+    if duplicate and isinstance(value, dict) and value:
+        key = next(iter(value))
+        member = json.dumps({key: "evil"}, separators=(",", ":")).encode()[1:-1]
+        text = text.replace(b"{", b"{" + member + b",", 1) if text.lstrip()[:1] == b"{" else text
+    if _depth(json.loads(text)) > max_depth:
+        with pytest.raises(BodyError, match=f"nested deeper than {max_depth}"):
+            parse_json(text, max_depth)
+        return
+    try:
+        expected = json.loads(text, object_pairs_hook=_members)
+    except ValueError:
+        with pytest.raises(BodyError) as err:
+            parse_json(text, max_depth)
+        assert str(err.value) == DUPLICATE_KEYS
+    else:
+        assert parse_json(text, max_depth) == expected

@@ -68,19 +68,19 @@ def pieces_without(text: str | None) -> frozenset[str]:
     return chosen
 
 
-class _Once(dict):
+def _first(memo: dict, key, make):
     """The first answer per key, reused (the bench repeats one request)."""
-
-    def get_or(self, key, make):
-        if key not in self:
-            self[key] = make()
-        return self[key]
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
 
 
 async def main(port: int, config: Path) -> None:
     without = pieces_without(os.environ.get("FLAT_WITHOUT"))
     rt = build_generation(load_settings(config, os.environ))
-    routes, callers, ops = _Once(), _Once(), _Once()
+    routes: dict = {}
+    callers: dict = {}
+    ops: dict = {}
     floor = None
     if "guarded" in without:
         import orjson
@@ -93,21 +93,20 @@ async def main(port: int, config: Path) -> None:
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         ex = Exchange(request.method)  # the sanitizer records what it strips on it
         try:
+            target = (request.method, request.raw_path, request.headers.get("Host"))
             if "route" in without:
-                route = routes.get_or((request.method, request.raw_path, request.headers.get("Host")), lambda: rt.router.resolve(
-                    request.method, request.raw_path, request.headers.get("Host")))
+                route = _first(routes, target, lambda: rt.router.resolve(*target))
             else:
-                route = rt.router.resolve(request.method, request.raw_path, request.headers.get("Host"))
+                route = rt.router.resolve(*target)
             up = route.upstream
-            if "identity" in without:
-                caller = callers.get_or(up.name, lambda: None)
-            if "identity" not in without or caller is None:
+            caller = callers.get(up.name) if "identity" in without else None
+            if caller is None:
                 caller = await rt.identity.identify(request, up.name)
                 identity.authorize(up, caller.name)
                 identity.authorize_operation(rt.grants.get(up.name), caller, request.method, route.path or "/")
-                callers[up.name] = caller
+                callers[up.name] = caller  # an authorized caller only
             if "match" in without:
-                op = ops.get_or((request.method, route.path), lambda: rt.contract_for(up).match(request.method, route.path or "/"))
+                op = _first(ops, (request.method, route.path), lambda: rt.contract_for(up).match(request.method, route.path or "/"))
             else:
                 op = rt.contract_for(up).match(request.method, route.path or "/")
             if op is None:

@@ -53,6 +53,7 @@ _TO_PARENS = bytes.maketrans(b"[{]}", b"(())")
 NOT_JSON = "body is not valid JSON"
 NOT_UTF8 = "body is not valid UTF-8"
 DUPLICATE_KEYS = "JSON object has duplicate keys"
+NUMBER_RANGE = "JSON number outside the range egress reads exactly"
 
 
 class BodyError(ValueError):
@@ -106,6 +107,8 @@ def _exact_stdlib(body: bytes) -> Any:
         raise BodyError(NOT_UTF8) from None
     except RecursionError:
         raise BodyError("JSON nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent past what a Decimal holds
+        raise BodyError(NUMBER_RANGE) from None
     except BodyError:
         raise
     except ValueError:
@@ -118,7 +121,7 @@ def needs_exact(body: bytes) -> bool:
     mapped = body.translate(_NUMBER_MAP)
     at = mapped.rfind(_NEGATIVE_EXPONENT_AT)
     while at != -1:
-        if int(_DIGITS_AT.match(body, at + 3).group()) >= 300:  # subnormal, or 0.0
+        if _exponent_from(body, at + 3):  # subnormal, or 0.0
             return True
         at = mapped.rfind(_NEGATIVE_EXPONENT_AT, 0, at + len(_NEGATIVE_EXPONENT_AT) - 1)
     at = mapped.rfind(_LONG_RUN)
@@ -135,6 +138,16 @@ def needs_exact(body: bytes) -> bool:
             return True
         at = mapped.rfind(_LONG_RUN, 0, at)
     return False
+
+
+def _exponent_from(body: bytes, at: int) -> bool:
+    """Do the digits at `at` (a negative exponent's) read 300 or more?  Digits only (a dot there is
+    no exponent: a string's text), compared as text (no int() of thousands of digits)."""
+    digits = _DIGITS_AT.match(body, at)
+    if digits is None:
+        return False
+    value = digits.group().lstrip(b"0")
+    return len(value) > 3 or (len(value) == 3 and value >= b"300")
 
 
 def parse_json(body: bytes, max_depth: int = 64) -> Any:

@@ -174,8 +174,8 @@ def parse_token_answer(body: bytes) -> tuple[Secret, float]:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise TokenError("token_type is not bearer")
     expires_in = doc.get("expires_in", DEFAULT_EXPIRES_IN)
-    if isinstance(expires_in, str) and expires_in.isdigit():  # seen in the wild
-        expires_in = int(expires_in)
+    if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():  # seen in the wild
+        expires_in = int(expires_in) if len(expires_in) <= 9 else 86401  # (over a day either way: capped)
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
         raise TokenError("expires_in is not a positive number")
     return Secret(token), float(min(expires_in, 86400))

@@ -29,6 +29,10 @@ CASES = [
     ("tiny-positive-over-exclusive-minimum", {"exclusiveMinimum": 0}, b"1e-400", 200, None),
     ("const-of-a-long-decimal", {"const": 0.1}, b"0.10000000000000001", 502, "contract_violation"),
     ("just-under-exclusive-maximum", {"exclusiveMaximum": 1}, b"0.99999999999999999", 200, None),
+    # number-like text egress's scan must read without failing itself (each was a 502 "egress failed")
+    ("e-dash-dot-in-a-string", {"type": "string"}, b'"1e-.5"', 200, None),
+    ("5000-digit-exponent-in-a-string", {"type": "string"}, b'"1e-' + b"7" * 5000 + b'"', 200, None),
+    ("5000-digit-exponent", {"type": "number"}, b"1e-" + b"7" * 5000, 502, "invalid_json"),
 ]
 
 
@@ -51,5 +55,6 @@ async def test_exact_numbers(case, tmp_path, provider, proxy, good):
         assert resp.headers["X-Egress-Contract"] == ("valid" if reason is None else "violated")
         if reason is not None:
             problem = await read_problem(resp)
-            assert problem["violations"] and number.decode() not in str(problem)  # never the value
+            assert problem["violations"] or reason == "invalid_json"
+            assert number.decode() not in str(problem)  # never the value
     await assert_still_serves(p)

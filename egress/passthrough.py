@@ -39,6 +39,7 @@ from egress.exchange import Exchange, StreamFacts
 from egress.respond import build_response, forwarded_headers
 from egress.send.bodies import parse_encodings
 from egress.send.client import UpstreamResponse, is_redirect
+from egress.send.deadline import deadline
 from egress.send.inflight import Hold
 from egress.stream_respond import CallerGone, cut_by, end_stream, settle_unended
 
@@ -177,7 +178,7 @@ async def _read_window(chunks, stream, decoded: list[bytes], up: Upstream, ex: E
     A refusal is raised as the buffered path raises it (with the same span events)."""
     size = 0
     try:
-        async with asyncio.timeout(max(0.0, ex.start_mono + up.timeout.total - asyncio.get_running_loop().time())):
+        with deadline(ex.start_mono + up.timeout.total - asyncio.get_running_loop().time()):
             async for piece in chunks:
                 decoded.append(piece)
                 size += len(piece)

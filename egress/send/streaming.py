@@ -23,7 +23,6 @@ UpstreamUnavailable (the provider dropped the stream).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -32,6 +31,7 @@ import aiohttp
 from egress.config import Upstream
 from egress.errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from egress.send.bodies import StreamDecoder
+from egress.send.deadline import deadline
 
 SLICE = 1024  # wire bytes fed to a decoder at once (one output stays near SLICE x the ratio)
 
@@ -80,7 +80,7 @@ class UpstreamStream:
                     raise TimeoutError
                 chunk = content.read_nowait()  # what is buffered (no timer); b"" when nothing is
                 if not chunk and not content.is_eof():
-                    async with asyncio.timeout(wait):
+                    with deadline(wait):
                         chunk = await content.readany()
             except TimeoutError as exc:
                 raise UpstreamTimeout(_TIMEOUT_TEXT[kind].format(up=up.name), extra={"bound": kind}) from exc

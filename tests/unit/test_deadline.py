@@ -1,0 +1,174 @@
+"""send/deadline.py against asyncio.timeout: the same outcome in every case that matters to a
+proxy (in time, expired, cancelled from outside, both at once, nested, no time at all), and
+the task's cancel count left as it was found."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from egress.send.deadline import deadline
+
+
+@contextlib.asynccontextmanager
+async def ours(delay):
+    with deadline(delay):
+        yield
+
+
+KINDS = {"asyncio": asyncio.timeout, "ours": ours}
+
+
+async def outcome(coro) -> str:
+    """What a scenario returned (each reports the task's cancelling() count where it matters),
+    or the name of what it raised."""
+    task = asyncio.ensure_future(coro)
+    try:
+        result = await task
+    except BaseException as exc:  # noqa: BLE001 - the outcome is the point
+        result = type(exc).__name__
+    return result
+
+
+async def in_time(t):
+    async with t(1.0):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)  # past nothing: the timer was cancelled on the way out
+    return f"done {asyncio.current_task().cancelling()}"
+
+
+async def expired(t):
+    try:
+        async with t(0.01):
+            await asyncio.sleep(1)
+    except TimeoutError:
+        return f"timeout {asyncio.current_task().cancelling()}"
+    return "not expired"
+
+
+async def no_time(t):
+    try:
+        async with t(-1):
+            await asyncio.sleep(0.5)
+    except TimeoutError:
+        return "timeout"
+    return "not expired"
+
+
+async def no_time_no_await(t):
+    async with t(0):
+        x = 1 + 1  # nothing awaited: nothing to cancel
+    await asyncio.sleep(0.01)  # the timer never fires after the block
+    return f"done {x}"
+
+
+async def nested_inner_fires(t):
+    async with t(1.0):
+        try:
+            async with t(0.01):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            await asyncio.sleep(0.01)
+            return "inner timeout, outer goes on"
+    return "no timeout"
+
+
+async def nested_outer_fires(t):
+    try:
+        async with t(0.01):
+            async with t(1.0):
+                await asyncio.sleep(1)
+    except TimeoutError:
+        return "outer timeout"
+    return "no timeout"
+
+
+async def swallowed_then_raises(t):
+    try:
+        async with t(0.01):
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                raise ValueError("replaced") from None
+    except ValueError:
+        return f"value error {asyncio.current_task().cancelling()}"
+    return "nothing"
+
+
+SCENARIOS = [in_time, expired, no_time, no_time_no_await, nested_inner_fires, nested_outer_fires,
+             swallowed_then_raises]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+async def test_same_outcome_as_asyncio_timeout(scenario):
+    theirs, mine = await outcome(scenario(KINDS["asyncio"])), await outcome(scenario(KINDS["ours"]))
+    assert mine == theirs
+    assert "not expired" not in mine and "no timeout" not in mine and mine != "nothing"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_a_cancel_from_outside_stays_a_cancel(kind):
+    t = KINDS[kind]
+    started = asyncio.Event()
+
+    async def waits():
+        async with t(5):
+            started.set()
+            await asyncio.sleep(5)
+    task = asyncio.ensure_future(waits())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_a_cancel_in_the_same_turn_as_the_expiry_stays_a_cancel(kind):
+    t = KINDS[kind]
+    loop = asyncio.get_running_loop()
+
+    async def waits():
+        async with t(0.05):
+            await asyncio.sleep(5)
+    task = asyncio.ensure_future(waits())
+    await asyncio.sleep(0)  # inside the block now
+    # the outside cancel runs in the turn the timer fires: the caller's cancel must win
+    loop.call_at(loop.time() + 0.05, task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_used_directly_in_a_coroutine():
+    with pytest.raises(TimeoutError):
+        with deadline(0.01):
+            await asyncio.sleep(1)
+    with deadline(1) as d:
+        await asyncio.sleep(0)
+    assert d.fired is False and asyncio.current_task().cancelling() == 0
+
+
+def test_outside_a_task_it_refuses():
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="inside a task"):
+            loop.run_until_complete(_outside(loop))
+    finally:
+        loop.close()
+
+
+async def _outside(loop):
+    # a callback, not a task: what a loop.call_soon callback would see
+    fut = loop.create_future()
+
+    def cb():
+        try:
+            deadline(1)
+        except RuntimeError as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+    loop.call_soon(cb)
+    await fut

@@ -81,6 +81,9 @@ class HeldResponse(web.StreamResponse):
     async def write_eof(self, data: bytes = b"") -> None:
         try:
             body, self._egress_body = self._egress_body, b""
+            if len(body) <= CHUNK and not data:  # one piece: headers and body in one call, as
+                await super().write_eof(body)     # web.Response writes them (Content-Length is len(body))
+                return
             view = memoryview(body)
             for start in range(0, len(view), CHUNK):
                 await self.write(view[start:start + CHUNK])

@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from egress.passthrough import WINDOW
+from egress.send.bodies import CHUNK
 from tests.conftest import base_config
 from tests.hostile.conftest import MiB, RssWatch
 from tests.stream_fakes import Script
@@ -369,3 +370,31 @@ async def test_a_declared_length_over_the_cap_is_refused_up_front(tmp_path, prov
     fake, p = await start(tmp_path, provider, proxy, handler, mode="off")
     async with p.request("GET", "/files/download") as resp:
         assert (resp.status, resp.headers["X-Egress-Error"]) == (502, "response_too_large")
+
+
+@pytest.mark.parametrize("size", [16, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5],
+                         ids=["small", "chunk-less-1", "chunk", "chunk-plus-1", "three-chunks-and-5"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_checked_answer_of_every_size_arrives_whole_and_gives_back_its_bytes(tmp_path, provider, proxy,
+                                                                                     size, method):
+    """respond.HeldResponse writes a body of one CHUNK or less in one call (headers with it), a larger
+    one piece by piece: either way the caller gets exactly the body, with its Content-Length, and the
+    in-flight budget is whole again once it is written."""
+    doc = orjson.dumps({"n": 1, "pad": ""})
+    body = doc[:-2] + b"x" * (size - len(doc)) + b'"}'
+    assert len(body) == size
+
+    async def handler(request):
+        return web.Response(body=body, content_type="application/json")
+    fake, p = await start(tmp_path, provider, proxy, handler)
+    async with p.request(method, "/files/doc") as resp:
+        got = await resp.read()
+        assert resp.status == 200
+        if method == "GET":
+            assert resp.headers["X-Egress-Contract"] == "valid"
+            assert got == body and resp.headers["Content-Length"] == str(size)
+        else:  # no HEAD operation in the contract (unmatched: allow): forwarded, with no body
+            assert resp.headers["X-Egress-Contract"] == "unmatched" and got == b""
+    assert p.state.inflight.in_use == 0
+    async with p.request("GET", "/files/doc") as again:  # the connection and the proxy still serve
+        assert again.status == 200 and await again.read() == body

@@ -154,17 +154,37 @@ class ResponseFacts:
 
 
 def response_facts(op, status: int, headers) -> ResponseFacts:
-    """Read a response's facts once (see ResponseFacts); `op` is a contracts.Operation or None."""
+    """Read a response's facts once (see ResponseFacts); `op` is a contracts.Operation or None.
+    What they depend on (the operation, the status and the Content-Type fields) is read once per
+    operation and kept (`Operation.facts`, bounded; a value too long to be a real media type is
+    never kept)."""
     values = headers.getall("Content-Type", ())
     first = values[0] if values else None
     content_type = first if len(values) < 2 else content_type_of(headers)
+    memo = op.facts if op is not None else _NO_OPERATION_FACTS
+    key = (status, content_type, first)
+    read = memo.get(key)
+    if read is None:
+        read = _read_facts(op, status, content_type, first)
+        if len(memo) >= _FACTS_MEMO:
+            memo.clear()
+        if len(first or "") <= _FACTS_LONGEST and len(content_type or "") <= _FACTS_LONGEST:
+            memo[key] = read
+    return ResponseFacts(op, status, headers, content_type, *read)
+
+
+_FACTS_MEMO, _FACTS_LONGEST = 256, 256
+_NO_OPERATION_FACTS: dict = {}
+
+
+def _read_facts(op, status: int, content_type: str | None, first: str | None) -> tuple:
+    """(json, spec, entry, sequential) of ResponseFacts, read from what they depend on."""
     media = media_type(content_type)
     spec = op.response_for(status) if op is not None else None
-    return ResponseFacts(
-        op, status, headers, content_type, is_json(media), spec,
-        select_media(spec.content, media) if spec is not None and spec.content else None,
-        # the stream test reads the first field, as stream_kind(headers.get("Content-Type")) does
-        streamed(status, media if first is content_type else media_type(first)))
+    return (is_json(media), spec,
+            select_media(spec.content, media) if spec is not None and spec.content else None,
+            # the stream test reads the first field, as stream_kind(headers.get("Content-Type")) does
+            streamed(status, media if first is content_type else media_type(first)))
 
 
 def check_contract(op, resp: UpstreamResponse, body: bytes, up: Upstream, ex: Exchange,

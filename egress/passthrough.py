@@ -28,7 +28,6 @@ to the in-flight budget.  A caller that goes away closes the provider connection
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 from aiohttp import web
 
@@ -133,7 +132,7 @@ async def _relay(request: web.BaseRequest, resp: UpstreamResponse, op, up: Upstr
         ex.response_bytes = len(checked.body)
         _record(recorder, request.method, resp, ex, checked.body)
         ex.finish(resp.status)
-        return build_response(dataclasses.replace(resp, body=body, stream=None), checked, ex,
+        return build_response(resp._replace(body=body, stream=None), checked, ex,
                               request.headers.get("Accept-Encoding"))
     del wire[:]
     _record(recorder, request.method, resp, ex, b"")  # longer than the window: its content type only

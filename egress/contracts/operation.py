@@ -49,6 +49,8 @@ class Operation:
     exact: dict[int, ResponseSpec]
     ranges: dict[int, ResponseSpec]
     default: ResponseSpec | None
+    # check.response_facts' memo: (status, content type, first Content-Type) -> what it read
+    facts: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def template(self) -> str:

@@ -20,6 +20,8 @@ from egress.identity.header import identify as identify_header
 from egress.identity.jwt import Caller, JwtVerifier
 from egress.identity.mtls import MtlsIdentifier
 
+_NAMED = 1024
+
 
 class Identity:
     def __init__(self, settings: Settings) -> None:
@@ -28,6 +30,7 @@ class Identity:
         self.jwt = JwtVerifier(callers.jwt) if callers.identity == "jwt" and callers.jwt else None
         self.mtls = MtlsIdentifier(callers.mtls) if callers.identity == "mtls" and callers.mtls else None
         self._session: aiohttp.ClientSession | None = None
+        self._named: dict[str, Caller] = {}  # header mode: name -> its Caller (a value), bounded
 
     def adopt(self, previous: "Identity | None") -> None:
         """Keep the previous generation's JWKS keys until this one has fetched its own."""
@@ -53,7 +56,12 @@ class Identity:
         if self.mode == "header":
             name = identify_header(headers.get(callers.header), callers, method=request.method,
                                    target=request.raw_path, headers=headers, upstream=upstream)
-            return Caller(name)
+            caller = self._named.get(name)
+            if caller is None:
+                if len(self._named) >= _NAMED:  # names are the caller's to choose: never unbounded
+                    self._named.clear()
+                caller = self._named[name] = Caller(name)
+            return caller
         if self.jwt is not None:
             caller = await self.jwt.verify(headers.get(callers.jwt.header))
         else:

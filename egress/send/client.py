@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy, istr
@@ -77,8 +77,10 @@ def _in(ip_text: str, network) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamResponse:
+class UpstreamResponse(NamedTuple):
+    """An attempt's answer (a value: built once per attempt, so a NamedTuple, not a frozen
+    dataclass, whose __init__ sets each field through object.__setattr__)."""
+
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes  # wire bytes (still content-encoded), at most max_response_bytes

@@ -86,6 +86,21 @@ async def test_header_mode(ask, headers, status, body):
     assert await ask(identity, headers) == (status, body)
 
 
+async def test_header_mode_keeps_each_name_s_caller_within_a_bound(ask, monkeypatch):
+    """The same name is the same Caller (kept, a value); the names a caller may choose never grow
+    the memo past its bound; a kept name still passes the header checks (two names: refused)."""
+    import egress.identity.modes as modes
+    monkeypatch.setattr(modes, "_NAMED", 8)
+    identity = Identity(settings({}))
+    for i in range(30):
+        assert (await ask(identity, multi(("X-Egress-Caller", f"svc-{i}"))))[1]["name"] == f"svc-{i}"
+        assert len(identity._named) <= 8
+    assert await ask(identity, multi(("X-Egress-Caller", "svc-29"))) == (
+        200, {"name": "svc-29", "proof": "header", "scopes": []})
+    assert identity._named["svc-29"].name == "svc-29"
+    assert (await ask(identity, multi(("X-Egress-Caller", "svc-29"), ("X-Egress-Caller", "x"))))[0] == 403
+
+
 async def test_header_mode_verifies_a_signature_over_the_request(ask):
     import hashlib
     import hmac

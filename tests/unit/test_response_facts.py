@@ -319,3 +319,31 @@ def test_no_operation_is_unmatched_with_or_without_facts():
     for facts in (None, check.response_facts(None, 200, resp.headers)):
         assert outcome(check.check_contract, None, resp, b"{}", up, facts=facts) == \
             outcome(old_check_contract, None, resp, b"{}", up) == (("verdict", "unmatched"), "unmatched", [], False)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_memo_answers_as_a_fresh_read_and_stays_bounded(tmp_path, shape):
+    """check.response_facts keeps what it read per operation (Operation.facts): a second response
+    with the same status and Content-Type fields gets the same facts as a fresh read; a provider
+    that sends ever new types never grows the memo past its bound; a long value is not kept."""
+    op = shapes(tmp_path)[shape]
+    memo = op.facts if op is not None else check._NO_OPERATION_FACTS
+    memo.clear()
+
+    def read(facts):
+        return facts.content_type, facts.json, facts.spec, facts.entry, facts.sequential
+
+    for status, types in itertools.product(STATUSES, CONTENT_TYPES):
+        once, twice = (check.response_facts(op, status, headers(types)) for _ in range(2))
+        first = types[0] if types else None
+        fresh = check._read_facts(op, status, once.content_type, first)
+        assert read(once) == read(twice) == (once.content_type, *fresh)
+        assert twice.headers is not once.headers and twice.status == status and twice.op is op
+    assert memo  # the memo was used, not bypassed
+    for i in range(3 * check._FACTS_MEMO):
+        check.response_facts(op, 200, headers((f"application/x-{i}+json",)))
+        assert len(memo) <= check._FACTS_MEMO
+    memo.clear()
+    long_type = "application/json; x=" + "a" * check._FACTS_LONGEST
+    assert check.response_facts(op, 200, headers((long_type,))).json is True
+    assert memo == {}

@@ -172,3 +172,86 @@ async def _outside(loop):
             fut.set_result(None)
     loop.call_soon(cb)
     await fut
+
+
+# -------------------------------------------------------------- the shared timer (_Wheel)
+async def test_an_earlier_deadline_after_a_later_one_fires_on_time():
+    loop = asyncio.get_running_loop()
+    fired_at = {}
+
+    async def waits(name, delay):
+        start = loop.time()
+        try:
+            with deadline(delay):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            fired_at[name] = loop.time() - start
+    late = asyncio.ensure_future(waits("late", 0.5))
+    await asyncio.sleep(0)
+    early = asyncio.ensure_future(waits("early", 0.05))
+    await asyncio.gather(late, early)
+    assert 0.05 <= fired_at["early"] < 0.3 and 0.5 <= fired_at["late"] < 0.9, fired_at
+
+
+async def test_many_deadlines_each_fires_at_its_time_and_none_early():
+    loop = asyncio.get_running_loop()
+    results = []
+
+    async def waits(delay):
+        start = loop.time()
+        try:
+            with deadline(delay):
+                await asyncio.sleep(delay + 1)
+        except TimeoutError:
+            results.append((delay, loop.time() - start))
+    delays = [0.1 * ((i * 7) % 10) + 0.05 for i in range(40)]  # 0.05 .. 0.95 s, shuffled
+    await asyncio.gather(*(waits(d) for d in delays))
+    assert len(results) == 40
+    assert all(delay <= took < delay + 0.3 for delay, took in results), results
+
+
+async def test_a_deadline_left_in_time_never_fires_and_leaves_the_wheel():
+    from egress.send import deadline as mod
+    loop = asyncio.get_running_loop()
+    with deadline(0.05):
+        await asyncio.sleep(0)
+    wheel = mod._wheel(loop)
+    assert wheel.waiting == {}
+    await asyncio.sleep(0.1)  # the timer set for it fires, finds nothing due, and stops
+    assert wheel.waiting == {} and wheel.armed is None and asyncio.current_task().cancelling() == 0
+
+
+async def test_one_timer_serves_every_deadline_of_a_loop():
+    from egress.send import deadline as mod
+    loop = asyncio.get_running_loop()
+    wheel = mod._wheel(loop)
+    started = asyncio.Event()
+
+    async def holds(delay):
+        with deadline(delay):
+            started.set()
+            await asyncio.sleep(0.05)
+    tasks = [asyncio.ensure_future(holds(15 - i)) for i in range(10)]  # each earlier: the timer moves
+    await started.wait()
+    await asyncio.sleep(0)
+    assert len(wheel.waiting) == 10 and wheel.armed == min(wheel.waiting.values())
+    scheduled = [h for h in loop._scheduled if not h.cancelled()]  # noqa: SLF001 - asyncio's own heap
+    assert sum(1 for h in scheduled if getattr(h, "_callback", None) == wheel._due) == 1
+    await asyncio.gather(*tasks)
+    assert wheel.waiting == {}
+
+
+def test_each_loop_has_its_own_wheel():
+    from egress.send import deadline as mod
+
+    async def wheel_of_this_loop():
+        with deadline(0.01):
+            await asyncio.sleep(0)
+        return mod._wheel(asyncio.get_running_loop())
+    a, b = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        wa, wb = a.run_until_complete(wheel_of_this_loop()), b.run_until_complete(wheel_of_this_loop())
+        assert wa is not wb and wa is a.run_until_complete(wheel_of_this_loop())
+    finally:
+        a.close()
+        b.close()

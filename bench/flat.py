@@ -5,7 +5,8 @@
 One coroutine per request and no stage structure.  It calls egress's own pieces where they ARE
 the check (Router.resolve, Identity.identify and both authorizations, Sanitizer.path / headers /
 query / body, the static credential, Contract.match, Operation.check: the guarded parse and the
-validation), and the plainest aiohttp for the rest: one asyncio.timeout for the exchange, one
+validation), and the plainest aiohttp for the rest: one deadline for the exchange (egress's
+send/deadline.py, the timer egress's attempts use), one
 ClientSession.request, the body read whole under max_response_bytes, the provider's headers by
 egress's own allowlist (respond.forwarded_headers).  Same server and client settings as egress
 (web.Server with its HANDLER_ARGS, handler_cancellation, gc.freeze + threshold).
@@ -25,7 +26,7 @@ identity (the caller identified and authorized once, then reused), sanitize (no 
 the forwarder's hop-by-hop filter instead; the credential is still injected), match
 (Contract.match once per path), check (no parse, no validation), guarded (the floor's orjson +
 jsonschema-rs in place of Operation.check: what egress's guarded parse and error-collecting
-validation cost beyond the floor), timeout (no asyncio.timeout), answer (the forwarder's header
+validation cost beyond the floor), timeout (no deadline), answer (the forwarder's header
 filter in place of forwarded_headers).  The bench sends the same valid request again and
 again, so reusing a first answer changes no outcome.
 """
@@ -52,6 +53,7 @@ from egress.exchange import Exchange
 from egress.generation import build_generation
 from egress.respond import forwarded_headers
 from egress.send.bodies import read_request_body
+from egress.send.deadline import deadline
 
 
 PIECES = ("route", "identity", "sanitize", "match", "check", "guarded", "timeout", "answer")
@@ -127,7 +129,7 @@ async def main(port: int, config: Path) -> None:
             if "timeout" in without:
                 resp, data = await _fetch(request_cm, up)
             else:
-                async with asyncio.timeout(up.timeout.total):
+                with deadline(up.timeout.total):
                     resp, data = await _fetch(request_cm, up)
             if data is None:
                 return web.Response(status=502)

@@ -97,7 +97,10 @@ async def test_header_mode_keeps_each_name_s_caller_within_a_bound(ask, monkeypa
         assert len(identity._named) <= 8
     assert await ask(identity, multi(("X-Egress-Caller", "svc-29"))) == (
         200, {"name": "svc-29", "proof": "header", "scopes": []})
-    assert identity._named["svc-29"].name == "svc-29"
+    kept = identity._named["svc-29"]
+    assert kept.name == "svc-29"
+    await ask(identity, multi(("X-Egress-Caller", "svc-29")))
+    assert identity._named["svc-29"] is kept  # the kept Caller answered, not a new one
     assert (await ask(identity, multi(("X-Egress-Caller", "svc-29"), ("X-Egress-Caller", "x"))))[0] == 403
 
 

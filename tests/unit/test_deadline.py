@@ -14,8 +14,8 @@ from egress.send.deadline import deadline
 
 @contextlib.asynccontextmanager
 async def ours(delay):
-    with deadline(delay):
-        yield
+    with deadline(delay) as d:
+        yield d
 
 
 KINDS = {"asyncio": asyncio.timeout, "ours": ours}
@@ -108,37 +108,34 @@ async def test_same_outcome_as_asyncio_timeout(scenario):
     assert "not expired" not in mine and "no timeout" not in mine and mine != "nothing"
 
 
+def when_of(cm) -> float:
+    """The loop time a deadline is set for (asyncio's Timeout.when(), or ours as the wheel keeps it)."""
+    return cm.when() if hasattr(cm, "when") else cm._wheel.waiting[cm]
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
-async def test_a_cancel_from_outside_stays_a_cancel(kind):
-    t = KINDS[kind]
-    started = asyncio.Event()
+@pytest.mark.parametrize("outside", ["before-the-expiry", "in-the-turn-of-the-expiry"])
+async def test_a_cancel_from_outside_stays_a_cancel(kind, outside):
+    """The caller's cancel wins, also when it comes in the very loop turn the deadline fires in
+    (both callbacks set for the same loop time: both run before the task sees either)."""
+    t, loop = KINDS[kind], asyncio.get_running_loop()
+    entered = asyncio.Event()
+    when = []
 
     async def waits():
-        async with t(5):
-            started.set()
+        async with t(5 if outside == "before-the-expiry" else 0.05) as cm:
+            when.append(when_of(cm))
+            entered.set()
             await asyncio.sleep(5)
     task = asyncio.ensure_future(waits())
-    await started.wait()
-    task.cancel()
+    await entered.wait()
+    if outside == "before-the-expiry":
+        task.cancel()
+    else:
+        loop.call_at(when[0], task.cancel)
     with pytest.raises(asyncio.CancelledError):
         await task
     assert task.cancelled()
-
-
-@pytest.mark.parametrize("kind", list(KINDS))
-async def test_a_cancel_in_the_same_turn_as_the_expiry_stays_a_cancel(kind):
-    t = KINDS[kind]
-    loop = asyncio.get_running_loop()
-
-    async def waits():
-        async with t(0.05):
-            await asyncio.sleep(5)
-    task = asyncio.ensure_future(waits())
-    await asyncio.sleep(0)  # inside the block now
-    # the outside cancel runs in the turn the timer fires: the caller's cancel must win
-    loop.call_at(loop.time() + 0.05, task.cancel)
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 async def test_used_directly_in_a_coroutine():

@@ -65,7 +65,8 @@ def test_parse_json_raises_only_body_errors(body):
 
 @pytest.mark.parametrize("body, expected", [
     (b'["1e-.123"]', False), (b'["1e-0300"]', True), (b'["1e-299.9"]', False), (b'["1e-300x"]', True),
-    (b'["1e-' + b"1" * 5000 + b'"]', True)])
+    (b'["1e-' + b"1" * 5000 + b'"]', True),
+    (b"1e-400,1e-100", True)])  # (bytes, not one JSON value: the scan reads any) the first at offset 0
 def test_a_negative_exponent_is_read_as_text(body, expected):
     """300 or more, whatever the number of digits or leading zeros; a dot ends the digits."""
     assert needs_exact(body) is expected

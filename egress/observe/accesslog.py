@@ -9,6 +9,7 @@ trace_id, span_id; for a streamed response also stream_end, stream_items, stream
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 
@@ -19,14 +20,16 @@ MESSAGE = "access"
 
 
 def access_fields(ex: Exchange, operation: str) -> dict:
-    anomalies = sorted({e.name for e in ex.events if e.name != "egress.credential_injected"})
+    names = [e.name for e in ex.events if e.name != "egress.credential_injected"]
+    anomalies = sorted(set(names)) if len(names) > 1 else names
     fields = {
         "caller": ex.caller,
         "upstream": ex.upstream_name or None,
         "operation": operation or None,
         "method": ex.method if len(ex.method) <= 16 else ex.method[:16],
         "status": ex.status,
-        "duration_ms": round(ex.duration_s * 1000, 3),
+        # whole microseconds, in ms (integer arithmetic: round(x, 3) of a float costs ~5 k instructions)
+        "duration_ms": max(0, (ex.end_ns or time.time_ns()) - ex.start_ns) // 1000 / 1000,
         "contract": ex.contract,
         "reason": ex.reason,
         "attempts": len(ex.attempts),
@@ -43,11 +46,14 @@ def access_fields(ex: Exchange, operation: str) -> dict:
 
 
 def _line(ex: Exchange, operation: str) -> bytes:
-    """The whole JSON line log_fast would write for access_fields(ex, operation), in one document
-    (test_accesslog_direct.py holds the two to the same bytes)."""
-    doc = {"ts": now(), "level": "info", "logger": "egress", "msg": MESSAGE}
-    doc.update(access_fields(ex, operation))
-    return orjson.dumps(doc, default=str)
+    """The whole JSON line log_fast would write for access_fields(ex, operation): its four leading
+    members written once as bytes before orjson's writing of the fields, instead of a merged
+    dict (test_accesslog_direct.py holds the two to the same bytes).  `now()` is ASCII digits
+    and punctuation: nothing in it needs escaping."""
+    return b"".join((b'{"ts":"', now().encode(), _HEAD, orjson.dumps(access_fields(ex, operation), default=str)[1:]))
+
+
+_HEAD = b'","level":"info","logger":"egress","msg":"' + MESSAGE.encode() + b'",'
 
 
 def write(ex: Exchange, operation: str) -> None:

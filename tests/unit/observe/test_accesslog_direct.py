@@ -64,3 +64,18 @@ def test_not_direct_when_a_handler_listens(sink):  # noqa: F811
     finally:
         logs.LOGGER.removeHandler(handler)
     assert sink.writes == [] and seen[0]["operation"] == "GET /x"
+
+
+def test_fields_duration_in_whole_microseconds_and_events_once_each_sorted():
+    ex = exchange(settings("pay").upstreams[0])
+    ex.end_ns = ex.start_ns + 12_345_678  # 12.345678 ms: whole microseconds, in ms
+    assert accesslog.access_fields(ex, "GET /x")["duration_ms"] == 12.345
+    ex.end_ns = ex.start_ns - 5  # a clock step back: never negative
+    assert accesslog.access_fields(ex, "GET /x")["duration_ms"] == 0
+    assert accesslog.access_fields(ex, "GET /x")["events"] == []
+    ex.event("egress.token_stripped", anomaly=False)
+    ex.event("egress.credential_injected", anomaly=False)  # never an access-line event
+    assert accesslog.access_fields(ex, "GET /x")["events"] == ["egress.token_stripped"]
+    ex.event("egress.anomaly")
+    ex.event("egress.token_stripped", anomaly=False)
+    assert accesslog.access_fields(ex, "GET /x")["events"] == ["egress.anomaly", "egress.token_stripped"]

@@ -50,9 +50,11 @@ class _Wheel:
         self.armed, self._handle = when, self._loop.call_at(when, self._due)
 
     def _due(self) -> None:
-        self._handle = self.armed = None
-        now, waiting = self._loop.time(), self.waiting
-        for d in [d for d, when in waiting.items() if when <= now]:
+        # what the loop ran this for is due by asyncio's own test (a timer within the clock's
+        # resolution of now), even if loop.time() reads a hair before it
+        due_by, self._handle, self.armed = max(self._loop.time(), self.armed or 0.0), None, None
+        waiting = self.waiting
+        for d in [d for d, when in waiting.items() if when <= due_by]:
             del waiting[d]
             d.fire()
         if waiting:

@@ -252,3 +252,13 @@ def test_each_loop_has_its_own_wheel():
     finally:
         a.close()
         b.close()
+
+
+async def test_the_deadline_the_timer_was_set_for_fires_when_the_timer_runs():
+    """The loop runs a timer when it is within the clock's resolution of now; loop.time() may then
+    read a hair before it.  The wheel fires what it was set for anyway (no turn spent re-arming)."""
+    with pytest.raises(TimeoutError):
+        with deadline(10) as d:
+            d._wheel._due()  # what the loop does at the armed time, here 10 s early
+            await asyncio.sleep(1)
+    assert d.fired

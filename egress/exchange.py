@@ -121,8 +121,13 @@ class Exchange:
             self.anomalous = True
 
     @property
+    def duration_ns(self) -> int:
+        """Start to finish (to now while unfinished), never negative (a clock step back)."""
+        return max(0, (self.end_ns or time.time_ns()) - self.start_ns)
+
+    @property
     def duration_s(self) -> float:
-        return max(0, (self.end_ns or time.time_ns()) - self.start_ns) / 1e9
+        return self.duration_ns / 1e9
 
     @property
     def upstream_name(self) -> str:

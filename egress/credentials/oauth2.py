@@ -34,6 +34,7 @@ from egress.observe.logs import log
 from egress.send.client import UpstreamClient
 
 DEFAULT_EXPIRES_IN = 300.0  # when the IdP gives no expires_in (RFC 6749 5.1: RECOMMENDED)
+MAX_EXPIRES_IN = 86400  # a token is renewed at least daily, whatever the IdP says
 EXPIRY_MARGIN = 1.0         # a token is not used in its last second (or last tenth)
 MAX_TOKEN_ANSWER = 65536
 BACKOFF, MAX_BACKOFF = 0.5, 10.0
@@ -175,7 +176,7 @@ def parse_token_answer(body: bytes) -> tuple[Secret, float]:
         raise TokenError("token_type is not bearer")
     expires_in = doc.get("expires_in", DEFAULT_EXPIRES_IN)
     if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():  # seen in the wild
-        expires_in = int(expires_in) if len(expires_in) <= 9 else 86401  # (over a day either way: capped)
+        expires_in = int(expires_in) if len(expires_in) <= 9 else MAX_EXPIRES_IN  # (10+ digits: over a day)
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
         raise TokenError("expires_in is not a positive number")
-    return Secret(token), float(min(expires_in, 86400))
+    return Secret(token), float(min(expires_in, MAX_EXPIRES_IN))

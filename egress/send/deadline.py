@@ -52,7 +52,7 @@ class _Wheel:
     def _due(self) -> None:
         # what the loop ran this for is due by asyncio's own test (a timer within the clock's
         # resolution of now), even if loop.time() reads a hair before it
-        due_by, self._handle, self.armed = max(self._loop.time(), self.armed or 0.0), None, None
+        due_by, self._handle, self.armed = max(self._loop.time(), self.armed), None, None
         waiting = self.waiting
         for d in [d for d, when in waiting.items() if when <= due_by]:
             del waiting[d]

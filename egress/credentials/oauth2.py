@@ -176,7 +176,8 @@ def parse_token_answer(body: bytes) -> tuple[Secret, float]:
         raise TokenError("token_type is not bearer")
     expires_in = doc.get("expires_in", DEFAULT_EXPIRES_IN)
     if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():  # seen in the wild
-        expires_in = int(expires_in) if len(expires_in) <= 9 else MAX_EXPIRES_IN  # (10+ digits: over a day)
+        digits = expires_in.lstrip("0") or "0"  # its value's digits: 10 or more are over a day
+        expires_in = int(digits) if len(digits) <= 9 else MAX_EXPIRES_IN
     if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in <= 0:
         raise TokenError("expires_in is not a positive number")
     return Secret(token), float(min(expires_in, MAX_EXPIRES_IN))

@@ -90,6 +90,8 @@ ANSWERS = [  # id, answer body, (token, expires_in) or the TokenError text egres
     ("expires-in-digit-string-capped", {"access_token": "t", "expires_in": "86401"}, ("t", 86400.0)),
     ("expires-in-nine-digit-string", {"access_token": "t", "expires_in": "000000060"}, ("t", 60.0)),
     ("expires-in-5000-digit-string", {"access_token": "t", "expires_in": "9" * 5000}, ("t", 86400.0)),
+    ("expires-in-leading-zeros-past-nine-digits", {"access_token": "t", "expires_in": "0" * 12 + "60"}, ("t", 60.0)),
+    ("expires-in-ten-digit-string", {"access_token": "t", "expires_in": "1000000000"}, ("t", 86400.0)),
     ("token-of-16384-chars", {"access_token": "a" * 16384}, ("a" * 16384, 300.0)),
     ("token-with-spaces", {"access_token": "a b"}, ("a b", 300.0)),
     ("not-json", b"<html>tok</html>", "answer is not JSON"),

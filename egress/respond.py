@@ -5,7 +5,8 @@ range, rate-limit, retry hints, pagination, request ids, `Location`, `WWW-Authen
 `Allow`, `Date`, deprecation.  Everything else a third party sends — `Set-Cookie`,
 `Alt-Svc`, `Refresh`, `Clear-Site-Data`, CSP and CORS headers, `Strict-Transport-Security`,
 hop-by-hop headers, anything named in `Connection`, a provider's `X-Egress-*` — is dropped.
-One `Content-Type` is forwarded (the one checked).  Framing is recomputed; compressed bytes
+One `Content-Type` is forwarded (the one checked).  Framing is recomputed (an answer without
+content by rule, HEAD or 304, keeps the provider's Content-Length or has none); compressed bytes
 are forwarded unchanged only when the caller accepts every coding, else the checked decoded
 body.  The answer gives back its share of the in-flight budget once written.
 """
@@ -65,8 +66,12 @@ class HeldResponse(web.StreamResponse):
     # per small answer instead of two
     _send_headers_immediately = False
 
-    def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
-        headers["Content-Length"] = str(len(body))  # what the content_length setter writes
+    def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None,
+                 sized: bool = True) -> None:
+        """`sized=False`: an answer without content by rule (HEAD, 304) whose headers already
+        hold the Content-Length a GET would carry, or none (never the empty body's 0)."""
+        if sized:
+            headers["Content-Length"] = str(len(body))  # what the content_length setter writes
         if _REAL_HEADERS:  # taken as they are (as web.Response does), not copied
             super().__init__(status=status, _real_headers=headers)
         else:
@@ -106,14 +111,35 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
     codings = parse_encodings(fields) if fields else ()
     if fields:  # (forwarded_headers holds a Content-Encoding only if the provider sent one)
         headers.popall("Content-Encoding", None)
-    if checked.encoded and not _accepts(accept_encoding, codings):
+    # no content by rule: its headers describe the answer a GET would get (for a caller that
+    # does not take the coding, a decoded one of a length not known here)
+    bodiless = ex.method == "HEAD" or resp.status == 304
+    decoded = bool(codings) and (checked.encoded or bodiless) and not _accepts(accept_encoding, codings)
+    if decoded:
         body = checked.body
     elif codings:  # one field naming exactly the codings egress undid (no `identity`)
         headers["Content-Encoding"] = ", ".join(codings)
     headers["X-Egress-Contract"] = ex.contract
     if checked.hold is not None:
         checked.hold.resize(len(body))
+    if bodiless:
+        length = None if decoded else _length_without_content(resp)
+        if length is not None:
+            headers["Content-Length"] = length
+        return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold, sized=False)
     return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)
+
+
+def _length_without_content(resp: UpstreamResponse) -> str | None:
+    """The Content-Length of an answer that carries no content by rule (a HEAD's, a 304's): the
+    provider's, which describes the body a GET would get, when it is one plain number; else
+    none.  A 0 written from the empty body would tell the caller that body is empty (RFC 9110
+    §8.6: MUST NOT unless it equals the GET's)."""
+    values = resp.headers.getall("Content-Length", ())
+    if len(values) != 1:
+        return None
+    value = values[0].strip()
+    return value if value.isascii() and value.isdigit() and len(value) <= 19 else None
 
 
 # what forwarded_headers does with a header name, as the provider wrote it (a bounded memo:

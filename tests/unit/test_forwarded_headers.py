@@ -141,3 +141,49 @@ def test_build_response(case, copied, monkeypatch):
     assert (answer.status, list(answer.headers.items()), answer.body) == (200, expected, sent)
     assert answer.content_length == len(sent)
     assert budget.in_use == min(len(sent), len(decoded or wire))  # never more than what is sent
+
+
+# --- an answer without content by rule (HEAD, 304): the provider's length, or none --------------
+
+BODILESS = [
+    # id, method, status, provider's Content-Length values, its Content-Encoding, Accept-Encoding, length sent
+    ("head", "HEAD", 200, ["1234"], None, None, "1234"),
+    ("head-zero", "HEAD", 200, ["0"], None, None, "0"),
+    ("head-none", "HEAD", 200, [], None, None, None),
+    ("head-19-digits", "HEAD", 200, ["1" * 19], None, None, "1" * 19),
+    ("head-20-digits", "HEAD", 200, ["1" * 20], None, None, None),
+    ("head-not-a-number", "HEAD", 200, ["12a"], None, None, None),
+    ("head-signed", "HEAD", 200, ["+12"], None, None, None),
+    ("head-wide-digits", "HEAD", 200, ["\uff11\uff12"], None, None, None),  # isdigit, not ASCII
+    ("head-superscript", "HEAD", 200, ["\u00b2"], None, None, None),
+    ("head-spaces-around", "HEAD", 200, [" 12 "], None, None, "12"),
+    ("head-two-fields", "HEAD", 200, ["12", "12"], None, None, None),
+    ("head-coded-accepted", "HEAD", 200, ["99"], "gzip", "gzip", "99"),
+    ("head-coded-refused", "HEAD", 200, ["99"], "gzip", "identity", None),
+    ("head-coded-no-accept-header", "HEAD", 200, ["99"], "gzip", None, None),
+    ("head-of-a-404", "HEAD", 404, ["321"], None, None, "321"),
+    ("get-304", "GET", 304, ["77"], None, None, "77"),  # (aiohttp's writer then drops it for a 304)
+]
+
+
+@pytest.mark.parametrize("case", BODILESS, ids=[c[0] for c in BODILESS])
+def test_a_bodiless_answer_keeps_the_providers_length(case):
+    _, method, status, lengths, coding, accept, want = case
+    pairs = [("Content-Type", "application/octet-stream")] + [("Content-Length", v) for v in lengths]
+    if coding:
+        pairs.append(("Content-Encoding", coding))
+    resp = UpstreamResponse(status, CIMultiDictProxy(CIMultiDict(pairs)), b"", URL("https://api.example/v1/x"))
+    ex = Exchange(method)
+    # the empty body is not decoded (Checked.encoded false), as check.decode gives it
+    answer = build_response(resp, Checked(b"", False, None), ex, accept)
+    assert answer.headers.getall("Content-Length", []) == ([want] if want is not None else [])
+    assert answer.headers.get("Content-Encoding") == (coding if want is not None and coding else None)
+    assert answer.body == b""
+
+
+def test_a_get_answer_still_carries_its_own_body_length():
+    """Only HEAD and 304 keep the provider's length: a GET's is the body egress sends."""
+    pairs = [("Content-Type", "application/json"), ("Content-Length", "999")]
+    resp = UpstreamResponse(200, CIMultiDictProxy(CIMultiDict(pairs)), BODY, URL("https://api.example/v1/x"))
+    answer = build_response(resp, Checked(BODY, False, None), Exchange("GET"), None)
+    assert answer.headers.getall("Content-Length") == [str(len(BODY))]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,22 @@ def totals(out_prefix: Path) -> int:
     return best
 
 
+def thread_totals(out_prefix: Path) -> dict[int, int]:
+    """With `--separate-threads=yes`: each thread's largest `totals:`/`summary:` line (callgrind
+    names a thread's dump files `PREFIX[.N]-TT`, TT the thread's number; 1 is the main thread)."""
+    best: dict[int, int] = {}
+    for path in glob.glob(f"{out_prefix}*"):
+        m = re.search(r"-(\d+)$", path)
+        if m is None:
+            continue
+        thread = int(m.group(1))
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith(("totals:", "summary:")):
+                    best[thread] = max(best.get(thread, 0), int(line.split()[1]))
+    return best
+
+
 def send(python: str, url: str, n: int, headers: dict, cpus: str | None) -> None:
     import json
     cmd = [python, "-c", _CLIENT, url, str(n), str(CONNECTIONS), json.dumps(headers)]
@@ -82,11 +99,15 @@ def send(python: str, url: str, n: int, headers: dict, cpus: str | None) -> None
 
 def count(procs: Processes, name: str, argv: list[str], url: str, *, n: int, headers: dict, python: str,
           env: dict | None = None, proxy_cpus: str | None = None, load_cpus: str | None = None,
-          warm: int = 300) -> float:
-    """Instructions per request of the process `argv` serving `url`, over exactly `n` requests."""
+          warm: int = 300, threads: dict[int, float] | None = None) -> float:
+    """Instructions per request of the process `argv` serving `url`, over exactly `n` requests.
+    `threads` (a dict to fill): counted per thread as well (thread number -> instructions per
+    request; 1 is the event loop's, others are the span exporter's and the like); the total is
+    their sum, as an unseparated count would be."""
     out = Path(tempfile.mkdtemp(prefix=f"callgrind-{name}-")) / "callgrind.out"
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-          "--dump-instr=no", "--compress-strings=no"]
+          "--dump-instr=no", "--compress-strings=no", *(["--separate-threads=yes"] if threads is not None else [])]
+    measure = (lambda: sum(thread_totals(out).values())) if threads is not None else (lambda: totals(out))
     # cwd: a directory with no egress/ in it. `python -m egress` puts the working directory first
     # on sys.path, so started from a checkout it would measure that checkout's egress, not the
     # tree PYTHONPATH names (an A/B of two trees would then count one tree twice).
@@ -100,12 +121,14 @@ def count(procs: Processes, name: str, argv: list[str], url: str, *, n: int, hea
                 continue
             subprocess.run(["callgrind_control", *args, str(p.pid)], check=True, capture_output=True, timeout=120)
         deadline = time.monotonic() + 30
-        while (total := totals(out)) == 0 and time.monotonic() < deadline:
+        while (total := measure()) == 0 and time.monotonic() < deadline:
             time.sleep(0.2)  # the dump is written by the target, after callgrind_control returns
     finally:
         procs.stop(name, grace=30)
     if total == 0:
         raise RuntimeError(f"callgrind wrote no totals for {name}")
+    if threads is not None:
+        threads.update({t: c / n for t, c in sorted(thread_totals(out).items()) if c})
     shutil.rmtree(out.parent, ignore_errors=True)
     return total / n
 
@@ -242,6 +265,8 @@ def main() -> None:
     ap.add_argument("--target", action="append", default=[], metavar="NAME=DIR",
                     help="a source tree whose egress package is imported first (repeatable)")
     ap.add_argument("--obs", action="store_true", help="the full egress (access log, 10 %% spans) instead of egress-quiet")
+    ap.add_argument("--threads", action="store_true",
+                    help="count each thread apart too (the event loop's, the span exporter's): one line per thread")
     ap.add_argument("--also", default="", help="comma-separated: forwarder, floor-proxy, flat, flat-no-PIECE, "
                     "egress-no-PIECE (this tree's bench and egress; see flat.py, ablate.py)")
     ap.add_argument("--accounting", action="store_true",
@@ -281,10 +306,13 @@ def main() -> None:
             kind = "egress" if tree or name == "egress-quiet" else name
             argv = _argv(kind, python=python, egress_bin=None, port=port, cfg=cfg, provider=f"http://127.0.0.1:{pport}/v1")
             prefix = "" if kind in ("forwarder", "floor-proxy") else "/pay"
+            split: dict[int, float] | None = {} if a.threads else None
             k = count(procs, name, argv, f"http://127.0.0.1:{port}{prefix}{bench_path(a.body)}", n=a.n,
-                      headers=headers, python=python, env=env, proxy_cpus="0", load_cpus="1")
+                      headers=headers, python=python, env=env, proxy_cpus="0", load_cpus="1", threads=split)
             counts[name] = k / 1e3
             print(f"{name:20s} {a.body}: {k / 1e3:9,.1f} k instructions per request ({a.n} requests)", flush=True)
+            for thread, per in (split or {}).items():
+                print(f"{'':20s}   thread {thread}: {per / 1e3:9,.1f} k", flush=True)
         if a.accounting:
             print()
             print(f"| part | piece | k instructions per request ({a.body}) |")

@@ -25,6 +25,20 @@ def test_totals_is_zero_before_any_dump(tmp_path):
     assert instructions.totals(tmp_path / "callgrind.out") == 0
 
 
+def test_thread_totals_keep_each_thread_apart(tmp_path):
+    """--separate-threads=yes: a dump file per thread (`-TT`), one set at exit (counting off) and one
+    per callgrind_control dump (`.1-TT`); each thread's largest count, by thread number."""
+    out = tmp_path / "callgrind.out"
+    for name, text in (("callgrind.out-01", "totals: 7\n"), ("callgrind.out-02", "totals: 3\n"),
+                       ("callgrind.out.1-01", "summary: 1000000\ntotals: 1000000\n"),
+                       ("callgrind.out.1-02", "totals: 25000\n"), ("callgrind.out.1-03", "totals: 0\n"),
+                       ("callgrind.out.1", "totals: 999\n"),            # an unseparated dump: no thread
+                       ("other.out-01", "totals: 999999999\n")):        # not this run's
+        (tmp_path / name).write_text(text)
+    assert instructions.thread_totals(out) == {1: 1000000, 2: 25000, 3: 0}
+    assert instructions.thread_totals(tmp_path / "none.out") == {}
+
+
 def test_ratios_and_differences():
     rows = instructions.ratios({"forwarder": 500.0, "floor-proxy": 600.0, "flat": 900.0, "egress-quiet": 1100.0,
                                 "egress": 1400.0})

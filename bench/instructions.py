@@ -212,7 +212,7 @@ def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...
     provider = f"http://127.0.0.1:{bench.provider_port}/v1"
     result: dict = {"n": n, "connections": CONNECTIONS, "bodies": {}}
     for body in bodies:
-        counts = {}
+        counts, split = {}, {}
         for target in targets:
             port, aport = free_port(), free_port()
             cfg = fixtures.egress_config(bench.work / f"instr-{target}.yaml", port=port, admin_port=aport,
@@ -225,11 +225,20 @@ def run(bench, egress_bin: Path, headers: dict[str, str], bodies: tuple[str, ...
                                                                         port=port, cfg=cfg, provider=provider),
                                    f"http://127.0.0.1:{port}{prefix}{bench_path(body)}", n=n if body == "charge" else n // 2,
                                    headers=headers, python=python, env=env,
-                                   proxy_cpus=bench.cpus("proxy"), load_cpus=bench.cpus("load"))
+                                   proxy_cpus=bench.cpus("proxy"), load_cpus=bench.cpus("load"),
+                                   threads=split if target == "egress" else None)
             say(f"instructions {body} {target}: {counts[target] / 1e3:,.1f} k per request")
         result["bodies"][body] = {"k_per_request": {t: round(c / 1e3, 1) for t, c in counts.items()},
                                   "rows": ratios({t: c / 1e3 for t, c in counts.items()})}
+        if split:
+            result["bodies"][body]["rows"][EXPORTER_ROW] = round(sum(c for t, c in split.items() if t != 1) / 1e3, 1)
     return result
+
+
+# egress's threads other than the event loop's (the span exporter's): under valgrind each export carries
+# tens of times fewer spans than at full speed, so this share is valgrind's more than production's
+# (docs/performance.md, "The access line and the sampled spans, profiled")
+EXPORTER_ROW = "of egress, its exporter's thread"
 
 
 def bench_path(body: str) -> str:

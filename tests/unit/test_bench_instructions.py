@@ -67,6 +67,14 @@ def test_render_a_run_and_a_skipped_run():
         instructions.render({"skipped": "not installed: valgrind"}, bench.LABEL))
 
 
+def test_render_shows_the_exporter_thread_as_a_count():
+    rows = dict(instructions.ratios({"egress": 1058.3, "egress-quiet": 983.1}), **{instructions.EXPORTER_ROW: 15.8})
+    result = {"n": 1200, "connections": 8, "bodies": {"charge": {"k_per_request": {"egress": 1058.3}, "rows": rows}}}
+    text = "\n".join(instructions.render(result, bench.LABEL))
+    assert f"| {instructions.EXPORTER_ROW} | 15.8 |" in text  # a count, not a ratio
+    assert "| access log + spans (egress - egress-quiet) | 75.2 |" in text
+
+
 def test_accounting_gives_each_piece_its_removal_and_the_rest():
     counts = {"forwarder": 500.0, "flat": 900.0, "flat-no-route": 880.0, "flat-no-check": 800.0,
               "flat-no-guarded": 850.0, "egress-quiet": 1100.0, "egress-no-limits": 1090.0,

@@ -60,18 +60,13 @@ class HeldResponse(web.StreamResponse):
     """The answer, written in CHUNK-sized pieces (a slow caller never makes the transport
     buffer a second copy of a large body); gives back its share of the in-flight budget once
     written (or, the caller gone mid-write, when collected).  It takes `headers` as its own
-    (Content-Length is set in them): the caller does not use them again."""
+    (build_response has set Content-Length in them): the caller does not use them again."""
 
     # the headers go out with the first piece of the body (as web.Response's do): one send(2)
     # per small answer instead of two
     _send_headers_immediately = False
 
-    def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None,
-                 sized: bool = True) -> None:
-        """`sized=False`: an answer without content by rule (HEAD, 304) whose headers already
-        hold the Content-Length a GET would carry, or none (never the empty body's 0)."""
-        if sized:
-            headers["Content-Length"] = str(len(body))  # what the content_length setter writes
+    def __init__(self, *, status: int, body: bytes, headers: CIMultiDict[str], hold: Hold | None) -> None:
         if _REAL_HEADERS:  # taken as they are (as web.Response does), not copied
             super().__init__(status=status, _real_headers=headers)
         else:
@@ -122,11 +117,10 @@ def build_response(resp: UpstreamResponse, checked: Checked, ex: Exchange,
     headers["X-Egress-Contract"] = ex.contract
     if checked.hold is not None:
         checked.hold.resize(len(body))
-    if bodiless:
-        length = None if decoded else _length_without_content(resp)
-        if length is not None:
-            headers["Content-Length"] = length
-        return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold, sized=False)
+    if not bodiless:
+        headers["Content-Length"] = str(len(body))  # what the content_length setter writes
+    elif not decoded and (length := _length_without_content(resp)) is not None:
+        headers["Content-Length"] = length
     return HeldResponse(status=resp.status, body=body, headers=headers, hold=checked.hold)
 
 

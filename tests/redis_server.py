@@ -14,14 +14,15 @@ import subprocess
 import time
 from pathlib import Path
 
+try:  # one port picker for every test server (no port handed out twice)
+    from tests.process import free_port
+except ImportError:  # imported by its directory (test_breaker_store_redis.py's fallback)
+    from process import free_port  # type: ignore[no-redef]
+
 REDIS_SERVER = shutil.which("redis-server")
 SKIP_REASON = "redis-server binary not found on PATH (apt-get install redis-server)"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

@@ -109,3 +109,13 @@ class EgressProcess:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+async def start_all(procs: list["EgressProcess"]) -> None:
+    """Start every process; if one fails, stop them all (none left running) and raise its error."""
+    results = await asyncio.gather(*(p.astart() for p in procs), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        for p in procs:
+            await asyncio.to_thread(p.stop)
+        raise failed[0]

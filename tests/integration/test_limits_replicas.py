@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import FakeProvider
-from tests.process import EgressProcess
+from tests.process import EgressProcess, start_all
 from tests.redis_server import REDIS_SERVER, SKIP_REASON
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
@@ -35,7 +35,11 @@ async def start_fleet(tmp_path, redis, n, rate_limits):
         "name": "pay", "url": fake.url + "/v1", "callers": ["*"], "allow_private_addresses": True,
         "retry": {"attempts": 1}, "rate_limits": rate_limits}]}
     procs = [EgressProcess(doc, tmp_path) for _ in range(n)]
-    await asyncio.gather(*(p.astart() for p in procs))
+    try:
+        await start_all(procs)  # one replica failing to start stops the others
+    except BaseException:
+        await fake.stop()
+        raise
     async with aiohttp.ClientSession() as s:     # each replica's store connects and sees the others
         for _ in range(100):
             if all([await metric(s, p, "egress_rate_limit_replicas") == n for p in procs]):

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import FakeProvider
-from tests.process import EgressProcess
+from tests.process import EgressProcess, start_all
 from tests.redis_server import REDIS_SERVER, SKIP_REASON
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason=SKIP_REASON)
@@ -42,12 +42,14 @@ async def fleet(tmp_path, redis_server):
         "retry": {"attempts": 1}, "breaker": {"failures": 3, "reset_after": 30},
     }]}
     procs = [EgressProcess(doc, tmp_path) for _ in range(3)]
-    await asyncio.gather(*(p.astart() for p in procs))
-    await asyncio.sleep(0.5)  # each replica's store connects and subscribes
-    yield procs, fake, behaviour, doc
-    for p in procs:
-        await asyncio.to_thread(p.stop)
-    await fake.stop()
+    try:
+        await start_all(procs)  # one replica failing to start stops the others
+        await asyncio.sleep(0.5)  # each replica's store connects and subscribes
+        yield procs, fake, behaviour, doc
+    finally:
+        for p in procs:
+            await asyncio.to_thread(p.stop)
+        await fake.stop()
 
 
 async def get(session, proc, path="/pay/x"):
